@@ -1,0 +1,41 @@
+"""nplstm: LSTM, GRU and RNN layers in plain NumPy, exact to PyTorch, every gate in sight.
+
+>>> import numpy as np, nplstm
+>>> lstm = nplstm.LSTM(3, 5, num_layers=2, seed=0)
+>>> output, (h_n, c_n) = lstm(np.ones((7, 2, 3)))
+>>> output.shape, h_n.shape, c_n.shape
+((7, 2, 5), (2, 2, 5), (2, 2, 5))
+"""
+
+from . import gates
+from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
+from .layers import GRU, LSTM, RNN
+from .module import IncompatibleKeys
+from .trace import Trace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LSTM",
+    "GRU",
+    "RNN",
+    "LSTMCell",
+    "GRUCell",
+    "RNNCell",
+    "Linear",
+    "Trace",
+    "IncompatibleKeys",
+    "gates",
+    "load_weights",
+    "save_weights",
+    "__version__",
+]
+
+
+def __getattr__(name):
+    # Weight files: imported on first use so `import nplstm` stays light.
+    if name in ("load_weights", "save_weights"):
+        from . import io
+
+        return getattr(io, name)
+    raise AttributeError(f"module 'nplstm' has no attribute {name!r}")

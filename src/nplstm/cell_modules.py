@@ -1,0 +1,182 @@
+"""One-step cells (``LSTMCell``, ``GRUCell``, ``RNNCell``) and ``Linear``.
+
+The cells run the same fused step functions as the layers
+(:mod:`nplstm.cells`), for one time step, with PyTorch's keys
+``weight_ih, weight_hh, bias_ih, bias_hh``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import cells
+from .module import Module, check_size, to_numpy
+
+
+class _CellBase(Module):
+    family: cells.Family
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
+                 dtype=np.float32, seed=None):
+        super().__init__(dtype=dtype, seed=seed)
+        self.input_size = check_size("input_size", input_size)
+        self.hidden_size = check_size("hidden_size", hidden_size)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be a bool, got {type(bias).__name__} {bias!r}")
+        self.bias = bool(bias)
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        self._init_params(1.0 / math.sqrt(self.hidden_size))
+
+    def _param_shapes(self):
+        GH = self.family.num_gates * self.hidden_size
+        shapes = {"weight_ih": (GH, self.input_size), "weight_hh": (GH, self.hidden_size)}
+        if self.bias:
+            shapes.update(bias_ih=(GH,), bias_hh=(GH,))
+        return shapes
+
+    def _weights(self):
+        if self._prepared is None:
+            self._prepared = self.family.prepare(self._params, self.nonlinearity)
+        return self._prepared
+
+    def __call__(self, input, hx=None):
+        state, _ = self._step(input, hx, None)
+        return self._pack_state(state)
+
+    def step_gates(self, input, hx=None):
+        """Like ``__call__`` and also return the gate activations as a dict."""
+        record = {}
+        state, unbatched = self._step(input, hx, record)
+        gates = {k: (v[0] if unbatched else v) for k, v in record.items()}
+        return self._pack_state(state), gates
+
+    def _step(self, input, hx, record):
+        name = type(self).__name__
+        x = to_numpy(input, "input")
+        if x.ndim not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {x.ndim}D input "
+                             f"of shape {x.shape}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input has inconsistent input_size: got {x.shape[-1]} "
+                             f"expected {self.input_size}")
+        unbatched = x.ndim == 1
+        x = np.asarray(x, dtype=self.dtype).reshape(-1, self.input_size)  # (N, H_in)
+        state = self._initial_state(hx, x.shape[0], unbatched)
+        w = self._weights()
+        xp = w.project(x)  # (N, G*H)
+        state = self.family.step(xp, state, w, record)
+        if unbatched:
+            state = tuple(s[0] for s in state)
+        return state, unbatched
+
+    def _initial_state(self, hx, N, unbatched):
+        if hx is None:
+            return tuple(np.zeros((N, self.hidden_size), self.dtype)
+                         for _ in self.family.states)
+        parts = self._unpack_state(hx)
+        shape = (self.hidden_size,) if unbatched else (N, self.hidden_size)
+        out = []
+        for name, part in zip(self.family.states, parts):
+            arr = to_numpy(part, f"hx ({name})")
+            if arr.shape != shape:
+                raise ValueError(f"{type(self).__name__}: expected {name} of shape {shape} "
+                                 f"for input of batch size {'(unbatched)' if unbatched else N}"
+                                 f", got {arr.shape}")
+            out.append(np.asarray(arr, dtype=self.dtype).reshape(N, self.hidden_size))
+        return tuple(out)
+
+    def _unpack_state(self, hx):
+        return (hx,)
+
+    def _pack_state(self, state):
+        return state[0]
+
+    def __repr__(self):
+        s = f"{type(self).__name__}({self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity!r}"
+        return s + ("" if self.dtype == np.float32 else f", dtype={self.dtype.name}") + ")"
+
+
+class LSTMCell(_CellBase):
+    """One LSTM step, identical to ``torch.nn.LSTMCell``: ``h', c' = cell(x, (h, c))``.
+
+    input ``(N, H_in)`` or ``(H_in,)``; h, c ``(N, H)`` or ``(H,)``, zeros if omitted.
+    Equations as :class:`nplstm.LSTM`; keys ``weight_ih (4H, H_in)``,
+    ``weight_hh (4H, H)``, ``bias_ih``, ``bias_hh (4H,)``.
+    """
+
+    family = cells.LSTM
+
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype=np.float32, seed=None):
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+
+    def _unpack_state(self, hx):
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError(f"hx must be a tuple (h, c) of two arrays for LSTMCell, got "
+                            f"{type(hx).__name__}")
+        return hx
+
+    def _pack_state(self, state):
+        return state[0], state[1]
+
+
+class GRUCell(_CellBase):
+    """One GRU step, identical to ``torch.nn.GRUCell``: ``h' = cell(x, h)``."""
+
+    family = cells.GRU
+
+    def __init__(self, input_size, hidden_size, bias=True, *, dtype=np.float32, seed=None):
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+
+
+class RNNCell(_CellBase):
+    """One Elman RNN step, identical to ``torch.nn.RNNCell``: ``h' = cell(x, h)``."""
+
+    family = cells.RNN
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
+                 dtype=np.float32, seed=None):
+        super().__init__(input_size, hidden_size, bias, nonlinearity, dtype=dtype, seed=seed)
+
+
+class Linear(Module):
+    """``y = x W^T + b``, identical to ``torch.nn.Linear``; input ``(*, in_features)``.
+
+    Init as PyTorch: weight and bias ~ U(−1/√in_features, 1/√in_features).
+    """
+
+    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, seed=None):
+        super().__init__(dtype=dtype, seed=seed)
+        self.in_features = check_size("in_features", in_features)
+        self.out_features = check_size("out_features", out_features)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be a bool, got {type(bias).__name__} {bias!r}")
+        self.bias_enabled = bool(bias)
+        self._init_params(1.0 / math.sqrt(self.in_features))
+
+    def _param_shapes(self):
+        shapes = {"weight": (self.out_features, self.in_features)}
+        if self.bias_enabled:
+            shapes["bias"] = (self.out_features,)
+        return shapes
+
+    def __call__(self, input):
+        x = to_numpy(input, "input")
+        if x.ndim == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(f"input must have shape (*, {self.in_features}) for Linear("
+                             f"in_features={self.in_features}), got {x.shape}")
+        y = np.asarray(x, dtype=self.dtype) @ self._params["weight"].T  # (*, out)
+        if self.bias_enabled:
+            y = y + self._params["bias"]
+        return y
+
+    def __repr__(self):
+        return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias_enabled})")

@@ -1,0 +1,70 @@
+"""The ``nplstm`` command. The library never prints; this package owns the terminal.
+
+Each subcommand lives in its own module with two functions:
+
+* ``register(subparsers)`` adds its parser (with ``set_defaults(func=run)``);
+* ``run(args) -> int`` does the work and returns the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand name -> module (under nplstm.cli). Order is the order in --help.
+SUBCOMMANDS = {
+    "demo": "demo",
+    "verify": "verify",
+    "trace": "trace",
+    "card": "card",
+    "convert": "convert",
+    "bench": "bench",
+}
+
+
+class CLIError(Exception):
+    """A user error the CLI reports in one line and exits 2 on."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="nplstm",
+        description="LSTM, GRU and RNN layers in plain NumPy: exact to PyTorch, "
+        "every gate in sight.",
+    )
+    parser.add_argument("--version", action="version", version=f"nplstm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in SUBCOMMANDS.items():
+        try:
+            mod = importlib.import_module(f".{module}", __name__)
+        except ModuleNotFoundError as exc:  # a subcommand not built yet
+            if exc.name != f"{__name__}.{module}":
+                raise
+            continue
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CLIError as exc:
+        print(f"nplstm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError, NotImplementedError) as exc:
+        print(f"nplstm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `nplstm trace | head`
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""LSTM, GRU and RNN layers with PyTorch's API, written once for all three.
+
+Shape legend (PyTorch's): ``N`` batch size, ``L`` sequence length, ``D`` 2 if
+bidirectional else 1, ``H_in`` input_size, ``H_cell`` hidden_size, ``H_out``
+proj_size if > 0 else hidden_size, ``G`` gates per family (LSTM 4, GRU 3, RNN 1).
+
+A family (:mod:`nplstm.cells`) gives its step math and gate count; everything
+else here -- parameter names and shapes, initialisation, layouts
+(``batch_first``, unbatched input), stacking, directions, dropout between
+layers, ``lengths=`` masks, initial states and their checks -- is shared.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import cells, loop
+from .module import Module, check_size, to_numpy, warn_dropout
+from .trace import Trace
+
+
+class _RNNBase(Module):
+    """Stacked, optionally bidirectional recurrent layer. Use LSTM, GRU or RNN."""
+
+    family: cells.Family
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, nonlinearity="tanh", *,
+                 dtype=np.float32, seed=None):
+        super().__init__(dtype=dtype, seed=seed)
+        self.input_size = check_size("input_size", input_size)
+        self.hidden_size = check_size("hidden_size", hidden_size)
+        self.num_layers = check_size("num_layers", num_layers)
+        for name, flag in (("bias", bias), ("batch_first", batch_first),
+                           ("bidirectional", bidirectional)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
+        self.bias, self.batch_first = bool(bias), bool(batch_first)
+        self.bidirectional = bool(bidirectional)
+        if (isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.number))
+                or not 0 <= dropout <= 1):
+            raise ValueError("dropout should be a number in range [0, 1] representing the "
+                             f"probability of an element being zeroed, got {dropout!r}")
+        self.dropout = float(dropout)
+        self.proj_size = check_size("proj_size", proj_size, minimum=0)
+        if self.proj_size >= self.hidden_size:
+            raise ValueError(f"proj_size has to be smaller than hidden_size, got "
+                             f"proj_size={self.proj_size} and hidden_size={self.hidden_size}")
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+        self.nonlinearity = nonlinearity
+        warn_dropout(self.dropout, self.num_layers)
+        self._init_params(1.0 / math.sqrt(self.hidden_size))
+
+    # ------------------------------------------------------------- sizes --
+
+    @property
+    def num_directions(self):
+        return 2 if self.bidirectional else 1
+
+    @property
+    def output_size(self):
+        """H_out: the size of h (and of each direction's output)."""
+        return self.proj_size or self.hidden_size
+
+    def _suffixes(self):
+        """``(layer, direction, key suffix)`` in PyTorch's parameter order."""
+        return [(k, d, f"_l{k}" + ("_reverse" if d else ""))
+                for k in range(self.num_layers) for d in range(self.num_directions)]
+
+    def _param_shapes(self):
+        GH = self.family.num_gates * self.hidden_size
+        shapes = {}
+        for k, _, s in self._suffixes():
+            in_size = self.input_size if k == 0 else self.num_directions * self.output_size
+            shapes["weight_ih" + s] = (GH, in_size)
+            shapes["weight_hh" + s] = (GH, self.output_size)
+            if self.bias:
+                shapes["bias_ih" + s] = (GH,)
+                shapes["bias_hh" + s] = (GH,)
+            if self.proj_size:
+                shapes["weight_hr" + s] = (self.proj_size, self.hidden_size)
+        return shapes
+
+    def _state_shapes(self, batch):
+        """Shapes of the initial/final states: h, then c for the LSTM."""
+        lead = (self.num_directions * self.num_layers,) + batch
+        sizes = {"h": self.output_size, "c": self.hidden_size}
+        return [lead + (sizes[name],) for name in self.family.states]
+
+    def _weights(self):
+        """Per layer, per direction :class:`cells.Weights`, built once after a load."""
+        if self._prepared is None:
+            per = []
+            for k, d, s in self._suffixes():
+                p = {key: self._params.get(key + s) for key in
+                     ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")}
+                per.append(self.family.prepare(p, self.nonlinearity))
+            D = self.num_directions
+            self._prepared = [per[k * D:(k + 1) * D] for k in range(self.num_layers)]
+        return self._prepared
+
+    # ----------------------------------------------------------- forward --
+
+    def __call__(self, input, hx=None, *, lengths=None):
+        """Run the whole sequence. See the class docstring for shapes."""
+        output, state, _ = self._forward(input, hx, lengths, record=False)
+        return output, state
+
+    def trace(self, input, hx=None, lengths=None):
+        """Run like ``__call__`` and keep every gate and state: a :class:`Trace`."""
+        output, state, run = self._forward(input, hx, lengths, record=True)
+        return Trace.from_forward(self, run, lengths, output, state)
+
+    def _forward(self, input, hx, lengths, record):
+        x = to_numpy(input, "input")
+        if x.ndim not in (2, 3):
+            raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got "
+                             f"{x.ndim}D input of shape {x.shape}")
+        unbatched = x.ndim == 2
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input.size(-1) must be equal to input_size. Expected "
+                             f"{self.input_size}, got {x.shape[-1]}")
+        x = np.asarray(x, dtype=self.dtype)
+        if unbatched:
+            x = x[:, None, :]  # (L, 1, H_in)
+        elif self.batch_first:
+            x = x.transpose(1, 0, 2)  # (N, L, H_in) -> (L, N, H_in)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"input must have at least one time step and one sequence, "
+                             f"got shape {to_numpy(input, 'input').shape}")
+        L, N = x.shape[:2]
+        mask = loop.length_mask(lengths, L, N, unbatched)
+        state0 = self._initial_state(hx, N, unbatched)
+        output, state, recs = loop.run_layers(self.family, self._weights(), x, state0, mask,
+                                              self._dropout_fn(), record)
+        run = None
+        if record:
+            run = {"layers": recs, "state0": state0, "unbatched": unbatched,
+                   "input": np.asarray(to_numpy(input, "input"), dtype=self.dtype)}
+        if unbatched:
+            output = output[:, 0]  # (L, D*H_out)
+            state = tuple(s[:, 0] for s in state)
+        elif self.batch_first:
+            output = output.transpose(1, 0, 2)  # (N, L, D*H_out)
+        return output, self._pack_state(state), run
+
+    def _dropout_fn(self):
+        if not (self.training and self.dropout > 0 and self.num_layers > 1):
+            return None
+        p, rng = self.dropout, self._rng
+
+        def dropout(y):
+            if p == 1:
+                return np.zeros_like(y)
+            keep = rng.random(y.shape) >= p  # (L, N, D*H_out)
+            return np.where(keep, y / (1 - p), 0).astype(y.dtype)
+
+        return dropout
+
+    def _initial_state(self, hx, N, unbatched):
+        """The states as a tuple of ``(D*num_layers, N, H)`` arrays; zeros if None."""
+        batch = () if unbatched else (N,)
+        shapes = self._state_shapes(batch)
+        if hx is None:
+            return tuple(np.zeros(s, self.dtype) for s in self._state_shapes((N,)))
+        parts = self._unpack_state(hx)
+        out = []
+        for name, part, shape in zip(self.family.states, parts, shapes):
+            arr = to_numpy(part, f"hx ({name}_0)")
+            if arr.ndim != len(shape):
+                kind = "2-D (unbatched input)" if unbatched else "3-D (batched input)"
+                raise ValueError(f"{name}_0 must be {kind} with shape {shape}, got "
+                                 f"{arr.ndim}-D shape {arr.shape}")
+            if arr.shape != shape:
+                raise ValueError(f"Expected {name}_0 of shape {shape}, got {arr.shape}")
+            arr = np.asarray(arr, dtype=self.dtype)
+            out.append(arr[:, None] if unbatched else arr)
+        return tuple(out)
+
+    def _unpack_state(self, hx):
+        return (hx,)
+
+    def _pack_state(self, state):
+        return state[0]
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                        bidirectional=False, proj_size=0, nonlinearity="tanh")
+        for name, default in defaults.items():
+            if getattr(self, name) != default:
+                s += f", {name}={getattr(self, name)!r}"
+        if self.dtype != np.float32:
+            s += f", dtype={self.dtype.name}"
+        return s
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class LSTM(_RNNBase):
+    r"""Multi-layer LSTM, identical in behaviour to ``torch.nn.LSTM``.
+
+    For each element of the input sequence each layer computes::
+
+        i_t = σ(W_ii x_t + b_ii + W_hi h_{t−1} + b_hi)
+        f_t = σ(W_if x_t + b_if + W_hf h_{t−1} + b_hf)
+        g_t = tanh(W_ig x_t + b_ig + W_hg h_{t−1} + b_hg)
+        o_t = σ(W_io x_t + b_io + W_ho h_{t−1} + b_ho)
+        c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
+        h_t = o_t ⊙ tanh(c_t)            (h_t = W_hr h_t with proj_size > 0)
+
+    Args:
+        input_size, hidden_size, num_layers, bias, batch_first, dropout,
+        bidirectional, proj_size: exactly as in PyTorch.
+        dtype: numpy.float32 (default) or numpy.float64, keyword-only.
+        seed: int, ``numpy.random.Generator`` or None, keyword-only; drives the
+            U(−1/√hidden_size, 1/√hidden_size) initialisation and dropout masks.
+
+    Inputs: ``input, (h_0, c_0)`` and keyword ``lengths``:
+        input: ``(L, N, H_in)``, ``(N, L, H_in)`` if batch_first, or ``(L, H_in)``.
+        h_0: ``(D*num_layers, N, H_out)`` (or ``(D*num_layers, H_out)`` unbatched);
+        c_0: ``(D*num_layers, N, H_cell)``; both zero when omitted.
+        lengths: ``(N,)`` ints in ``1..L`` (any order): the padded batch is run as
+            PyTorch runs ``pack_padded_sequence(x, lengths, enforce_sorted=False)``.
+
+    Outputs: ``output, (h_n, c_n)``:
+        output: ``(L, N, D*H_out)`` (batch_first: ``(N, L, D*H_out)``), zero past
+        each sequence's length; h_n, c_n shaped like h_0, c_0.
+
+    Attributes: ``weight_ih_l{k}`` ``(4*H_cell, in)`` stacked ``(W_ii|W_if|W_ig|W_io)``,
+    ``weight_hh_l{k}`` ``(4*H_cell, H_out)``, ``bias_ih_l{k}``, ``bias_hh_l{k}``
+    ``(4*H_cell,)``, ``weight_hr_l{k}`` ``(proj_size, H_cell)``; ``_reverse`` suffix
+    for the backward direction.
+    """
+
+    family = cells.LSTM
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, proj_size=0, *, dtype=np.float32,
+                 seed=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, proj_size, dtype=dtype, seed=seed)
+
+    def _unpack_state(self, hx):
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            raise TypeError("hx must be a tuple (h_0, c_0) of two arrays for LSTM, got "
+                            f"{type(hx).__name__}")
+        return hx
+
+    def _pack_state(self, state):
+        return state[0], state[1]
+
+
+class GRU(_RNNBase):
+    r"""Multi-layer GRU, identical in behaviour to ``torch.nn.GRU``::
+
+        r_t = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr)
+        z_t = σ(W_iz x_t + b_iz + W_hz h_{t−1} + b_hz)
+        n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
+        h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}
+
+    Args, inputs and shapes as :class:`LSTM` without ``proj_size`` and ``c``:
+    ``output, h_n = gru(input, h_0, lengths=None)``. Weights are stacked
+    ``(W_ir|W_iz|W_in)``, ``(3*hidden_size, in)``.
+    """
+
+    family = cells.GRU
+
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, dtype=dtype, seed=seed)
+
+
+class RNN(_RNNBase):
+    r"""Multi-layer Elman RNN, identical in behaviour to ``torch.nn.RNN``::
+
+        h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)     (or relu)
+
+    Args as :class:`GRU` plus ``nonlinearity='tanh'|'relu'`` (PyTorch's order:
+    ``input_size, hidden_size, num_layers, nonlinearity, bias, ...``).
+    """
+
+    family = cells.RNN
+
+    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
+                 seed=None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, nonlinearity=nonlinearity, dtype=dtype, seed=seed)

@@ -1,0 +1,195 @@
+"""What every nplstm layer shares: dtype, seed, parameters and their dicts.
+
+Parameters live in ``self._params`` (name -> read-only ndarray, PyTorch's keys
+and shapes). They are read as attributes (``lstm.weight_ih_l0``) and replaced
+by assignment or :meth:`Module.load_state_dict`; either way the layer drops
+its prepared (transposed, fused) copies so the next call rebuilds them once.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import namedtuple
+
+import numpy as np
+
+IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype):
+    """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in _DTYPES:
+        raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
+    return dt
+
+
+def check_size(name, value, minimum=1):
+    """Sizes are Python/NumPy integers (not bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def to_numpy(value, name):
+    """A NumPy view of ``value``: arrays, lists, or torch tensors (no torch import).
+
+    bfloat16 tensors, which NumPy cannot hold, are widened to float32 first.
+    """
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor
+        value = value.detach().cpu()
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+            value = value.float()
+        value = value.numpy()
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be array-like numbers, got {type(value).__name__}: "
+                        f"{exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
+    return arr
+
+
+def uniform_init(rng, shapes, bound, dtype):
+    """PyTorch's default: every parameter ~ U(−bound, bound), drawn in key order."""
+    return {k: rng.uniform(-bound, bound, size=s).astype(dtype) for k, s in shapes.items()}
+
+
+def _read_only(arr):
+    arr.flags.writeable = False
+    return arr
+
+
+class Module:
+    """Base of every layer: parameters, dtype, train/eval, state dicts."""
+
+    def __init__(self, *, dtype=np.float32, seed=None):
+        object.__setattr__(self, "_params", {})
+        self.dtype = check_dtype(dtype)
+        self.training = False
+        self._rng = np.random.default_rng(seed)  # init draws, then dropout masks
+        self._prepared = None
+
+    # ---------------------------------------------------------- parameters --
+
+    def _param_shapes(self) -> dict:
+        """``{key: shape}`` in PyTorch's registration order. Subclasses define it."""
+        raise NotImplementedError
+
+    def _init_params(self, bound):
+        values = uniform_init(self._rng, self._param_shapes(), bound, self.dtype)
+        self._params.update({k: _read_only(v) for k, v in values.items()})
+
+    def __getattr__(self, name):
+        params = self.__dict__.get("_params", {})
+        if name in params:
+            return params[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        if name in self.__dict__.get("_params", {}):
+            self._set_param(name, to_numpy(value, name))
+        else:
+            object.__setattr__(self, name, value)
+
+    def _set_param(self, name, arr):
+        expected = self._param_shapes()[name]
+        if arr.shape != tuple(expected):
+            raise ValueError(f"{name}: expected shape {tuple(expected)}, got {arr.shape}")
+        self._params[name] = _read_only(np.array(arr, dtype=self.dtype))
+        self._prepared = None
+
+    def named_parameters(self):
+        """``(name, array)`` pairs in PyTorch's order (arrays are read-only)."""
+        return list(self._params.items())
+
+    def parameters(self):
+        return list(self._params.values())
+
+    # ---------------------------------------------------------- state dicts --
+
+    def state_dict(self, prefix=""):
+        """PyTorch's keys and shapes; the arrays are fresh, writable copies."""
+        return {prefix + k: v.copy() for k, v in self._params.items()}
+
+    def load_state_dict(self, state_dict, strict=True, prefix=""):
+        """Load PyTorch's keys (NumPy arrays or torch tensors), cast to ``dtype``.
+
+        ``prefix`` selects the keys of one submodule in a whole-model dict,
+        e.g. ``prefix="lstm."`` for ``{"lstm.weight_ih_l0": ..., "fc.weight": ...}``;
+        keys outside the prefix are not "unexpected". With ``strict`` every
+        missing and unexpected key is an error; a wrong shape always is.
+        Nothing is changed unless the whole dict is valid.
+        Returns ``IncompatibleKeys(missing_keys, unexpected_keys)`` like PyTorch.
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping of names to arrays, got "
+                            f"{type(state_dict).__name__}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        given = {k[len(prefix):]: k for k in state_dict if isinstance(k, str)
+                 and k.startswith(prefix)}
+        shapes = self._param_shapes()
+        missing = [k for k in shapes if k not in given]
+        unexpected = [given[k] for k in given if k not in shapes]
+        arrays, problems = {}, []
+        for key in shapes:
+            if key not in given:
+                continue
+            arr = to_numpy(state_dict[given[key]], f"state_dict[{given[key]!r}]")
+            if arr.shape != tuple(shapes[key]):
+                problems.append(f"  {given[key]}: expected shape {tuple(shapes[key])}, "
+                                f"got {arr.shape}")
+            arrays[key] = arr
+        if strict and missing:
+            problems.insert(0, "  missing keys: " + ", ".join(prefix + k for k in missing))
+        if strict and unexpected:
+            problems.insert(0, "  unexpected keys: " + ", ".join(unexpected))
+        if problems:
+            hint = self._prefix_hint(state_dict, prefix, missing)
+            raise ValueError(f"Error(s) in loading state_dict for {type(self).__name__}:\n"
+                             + "\n".join(problems) + hint)
+        for key, arr in arrays.items():
+            self._params[key] = _read_only(np.array(arr, dtype=self.dtype))
+        self._prepared = None
+        return IncompatibleKeys([prefix + k for k in missing], unexpected)
+
+    def _prefix_hint(self, state_dict, prefix, missing):
+        if not missing:
+            return ""
+        key = next(iter(self._param_shapes()))
+        found = sorted({k[: -len(key)] for k in state_dict
+                        if isinstance(k, str) and k.endswith(key) and k != prefix + key})
+        if found:
+            return f"\n  (the dict has {key} under prefix {found!r}; pass prefix=...)"
+        return ""
+
+    # ----------------------------------------------------------------- modes --
+
+    def train(self, mode=True):
+        """Training mode (dropout between layers is active). Returns self."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
+        self.training = mode
+        return self
+
+    def eval(self):
+        """Evaluation mode, the default: dropout off. Returns self."""
+        return self.train(False)
+
+
+def warn_dropout(dropout, num_layers):
+    """PyTorch's warning for dropout that cannot act (it sits between layers)."""
+    if dropout > 0 and num_layers == 1:
+        warnings.warn("dropout option adds dropout after all but last recurrent layer, "
+                      "so non-zero dropout expects num_layers greater than 1, but got "
+                      f"dropout={dropout} and num_layers={num_layers}", UserWarning,
+                      stacklevel=3)
