@@ -1,0 +1,149 @@
+"""Every bad input gets a clear error naming the argument, the expectation and the value."""
+
+import numpy as np
+import pytest
+
+import nplstm
+
+LAYERS = [nplstm.LSTM, nplstm.GRU, nplstm.RNN]
+CELLS = [nplstm.LSTMCell, nplstm.GRUCell, nplstm.RNNCell]
+
+
+@pytest.mark.parametrize("cls", LAYERS + CELLS)
+@pytest.mark.parametrize("args,err,match", [
+    ((0, 5), ValueError, "input_size must be an integer >= 1, got 0"),
+    ((3, -1), ValueError, "hidden_size must be an integer >= 1, got -1"),
+    ((3.0, 5), TypeError, "input_size must be an int, got float 3.0"),
+    ((3, True), TypeError, "hidden_size must be an int, got bool True"),
+])
+def test_bad_sizes(cls, args, err, match):
+    with pytest.raises(err, match=match):
+        cls(*args)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+@pytest.mark.parametrize("kwargs,err,match", [
+    (dict(num_layers=0), ValueError, "num_layers must be an integer >= 1, got 0"),
+    (dict(dropout=1.5), ValueError, r"dropout should be a number in range \[0, 1\].*1.5"),
+    (dict(dropout=True), ValueError, "dropout should be a number"),
+    (dict(bias="yes"), TypeError, "bias must be a bool, got str 'yes'"),
+    (dict(batch_first=1), TypeError, "batch_first must be a bool, got int 1"),
+    (dict(bidirectional=None), TypeError, "bidirectional must be a bool"),
+    (dict(dtype=np.int32), TypeError, "dtype must be numpy.float32 or numpy.float64"),
+    (dict(dtype="float16"), TypeError, "dtype must be numpy.float32 or numpy.float64"),
+])
+def test_bad_options(cls, kwargs, err, match):
+    with pytest.raises(err, match=match):
+        cls(3, 5, **kwargs)
+
+
+def test_proj_size_errors():
+    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size, got "
+                                         "proj_size=5 and hidden_size=5"):
+        nplstm.LSTM(3, 5, proj_size=5)
+    with pytest.raises(ValueError, match="proj_size must be an integer >= 0, got -1"):
+        nplstm.LSTM(3, 5, proj_size=-1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'proj_size'"):
+        nplstm.GRU(3, 5, proj_size=2)
+
+
+def test_nonlinearity_error():
+    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'sigmoid'"):
+        nplstm.RNN(3, 5, nonlinearity="sigmoid")
+    with pytest.raises(ValueError, match="nonlinearity must be"):
+        nplstm.RNNCell(3, 5, nonlinearity="gelu")
+
+
+def test_dropout_single_layer_warns_like_torch():
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        nplstm.GRU(3, 5, dropout=0.2)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_bad_input(cls):
+    m = cls(3, 5)
+    with pytest.raises(ValueError, match=r"Expected input to be 2D or 3D, got 4D input"):
+        m(np.zeros((2, 2, 2, 3)))
+    with pytest.raises(ValueError, match=r"Expected input to be 2D or 3D, got 1D"):
+        m(np.zeros(3))
+    with pytest.raises(ValueError, match="input.size\\(-1\\) must be equal to input_size. "
+                                         "Expected 3, got 4"):
+        m(np.zeros((7, 2, 4)))
+    with pytest.raises(TypeError, match="input must hold real numbers, got an array of dtype"):
+        m(np.array([["a", "b", "c"]]))
+    with pytest.raises(TypeError, match="input must hold real numbers"):
+        m(np.zeros((2, 3), dtype=complex))
+    with pytest.raises(TypeError, match="input must be array-like numbers"):
+        m([[1, 2, 3], [1, 2]])
+    with pytest.raises(ValueError, match="at least one time step"):
+        m(np.zeros((0, 2, 3)))
+
+
+@pytest.mark.parametrize("cls", [nplstm.GRU, nplstm.RNN])
+def test_bad_hidden_state(cls):
+    m = cls(3, 5, num_layers=2)
+    x = np.zeros((7, 2, 3))
+    with pytest.raises(ValueError, match=r"Expected h_0 of shape \(2, 2, 5\), got \(1, 2, 5\)"):
+        m(x, np.zeros((1, 2, 5)))
+    with pytest.raises(ValueError, match=r"h_0 must be 3-D \(batched input\) with shape "
+                                         r"\(2, 2, 5\), got 2-D"):
+        m(x, np.zeros((2, 5)))
+    with pytest.raises(ValueError, match=r"h_0 must be 2-D \(unbatched input\)"):
+        m(np.zeros((7, 3)), np.zeros((2, 1, 5)))
+    with pytest.raises(TypeError, match=r"hx \(h_0\) must hold real numbers"):
+        m(x, np.full((2, 2, 5), "x"))
+
+
+def test_bad_lstm_state():
+    m = nplstm.LSTM(3, 5, proj_size=2)
+    x = np.zeros((7, 2, 3))
+    with pytest.raises(TypeError, match=r"hx must be a tuple \(h_0, c_0\) of two arrays"):
+        m(x, np.zeros((1, 2, 2)))
+    with pytest.raises(ValueError, match=r"Expected h_0 of shape \(1, 2, 2\), got \(1, 2, 5\)"):
+        m(x, (np.zeros((1, 2, 5)), np.zeros((1, 2, 5))))
+    with pytest.raises(ValueError, match=r"Expected c_0 of shape \(1, 2, 5\), got \(1, 2, 2\)"):
+        m(x, (np.zeros((1, 2, 2)), np.zeros((1, 2, 2))))
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_bad_cell_input(cls):
+    cell = cls(3, 5)
+    with pytest.raises(ValueError, match=r"Expected input to be 1D or 2D, got 3D"):
+        cell(np.zeros((1, 2, 3)))
+    with pytest.raises(ValueError, match="input has inconsistent input_size: got 4 expected 3"):
+        cell(np.zeros((2, 4)))
+    state = np.zeros((3, 5))
+    if cls is nplstm.LSTMCell:
+        with pytest.raises(TypeError, match=r"hx must be a tuple \(h, c\)"):
+            cell(np.zeros((2, 3)), state)
+        state = (state, state)
+    with pytest.raises(ValueError, match=r"expected h of shape \(2, 5\) for input of batch "
+                                         r"size 2, got \(3, 5\)"):
+        cell(np.zeros((2, 3)), state)
+
+
+def test_unknown_attribute():
+    with pytest.raises(AttributeError, match="'LSTM' object has no attribute 'weight_ih_l5'"):
+        nplstm.LSTM(3, 5).weight_ih_l5
+
+
+def test_train_mode_must_be_bool():
+    with pytest.raises(TypeError, match="mode must be a bool"):
+        nplstm.LSTM(3, 5).train("yes")
+
+
+def test_nan_propagates_like_torch():
+    """Documented NaN policy: no check, NaN flows through like in PyTorch."""
+    m = nplstm.LSTM(3, 5, seed=0)
+    x = np.zeros((4, 1, 3))
+    x[1, 0, 0] = np.nan
+    out, (h, c) = m(x)
+    assert not np.isnan(out[0]).any() and np.isnan(out[1:]).all() and np.isnan(c).all()
+
+
+def test_repr():
+    assert repr(nplstm.LSTM(3, 5, num_layers=2, proj_size=2)) == \
+        "LSTM(3, 5, num_layers=2, proj_size=2)"
+    assert repr(nplstm.RNN(3, 5, nonlinearity="relu", dtype=np.float64)) == \
+        "RNN(3, 5, nonlinearity='relu', dtype=float64)"
+    assert repr(nplstm.GRUCell(2, 4)) == "GRUCell(2, 4)"
