@@ -38,6 +38,12 @@ class _CellBase(Module):
             shapes.update(bias_ih=(GH,), bias_hh=(GH,))
         return shapes
 
+    @classmethod
+    def _config_from_keys(cls, keys, prefix):
+        rows, input_size = cls._shape(keys, "weight_ih", prefix, 2)
+        return dict(input_size=input_size, hidden_size=rows // cls.family.num_gates,
+                    bias="bias_ih" in keys)
+
     def _weights(self):
         if self._prepared is None:
             self._prepared = self.family.prepare(self._params, self.nonlinearity)
@@ -160,6 +166,11 @@ class Linear(Module):
             raise TypeError(f"bias must be a bool, got {type(bias).__name__} {bias!r}")
         self.bias_enabled = bool(bias)
         self._init_params(1.0 / math.sqrt(self.in_features))
+
+    @classmethod
+    def _config_from_keys(cls, keys, prefix):
+        out_features, in_features = cls._shape(keys, "weight", prefix, 2)
+        return dict(in_features=in_features, out_features=out_features, bias="bias" in keys)
 
     def _param_shapes(self):
         shapes = {"weight": (self.out_features, self.in_features)}

@@ -212,3 +212,27 @@ def rnn_step(x, h_prev, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
     """
     return NONLINEARITIES[nonlinearity](_affine(x, h_prev, weight_ih, weight_hh,
                                                 bias_ih, bias_hh))
+
+
+# ------------------------------------------------------------ for readers --
+
+#: The function that computes each recorded gate or state, per family.
+GATE_FUNCTIONS = {
+    "lstm": {"i": input_gate, "f": forget_gate, "g": cell_candidate, "o": output_gate,
+             "c": cell_update, "h": hidden_update},
+    "gru": {"r": reset_gate, "z": update_gate, "n": new_gate, "h": gru_hidden_update},
+    "rnn": {"h": rnn_step},
+}
+
+
+def equation(func) -> str:
+    """The equation line of a gate function's docstring, e.g. ``"i = σ(W_ii x + ...)"``.
+
+    The card, the demo and the trace printout take their equations from here, so
+    they cannot drift from the code.
+    """
+    for line in (func.__doc__ or "").splitlines():
+        line = line.strip()
+        if " = " in line and not line.startswith(("σ(x)", "relu(x)")):
+            return line.split("  ")[0].strip()
+    raise ValueError(f"{func.__name__} has no equation in its docstring")

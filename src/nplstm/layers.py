@@ -84,6 +84,23 @@ class _RNNBase(Module):
                 shapes["weight_hr" + s] = (self.proj_size, self.hidden_size)
         return shapes
 
+    @classmethod
+    def _config_from_keys(cls, keys, prefix):
+        rows, input_size = cls._shape(keys, "weight_ih_l0", prefix, 2)
+        G = cls.family.num_gates
+        if rows % G:
+            raise ValueError(f"{prefix}weight_ih_l0 has {rows} rows, not a multiple of {G}: "
+                             f"not a {cls.__name__} (its gates are {G} blocks)")
+        config = dict(input_size=input_size, hidden_size=rows // G,
+                      num_layers=sum(f"weight_ih_l{k}" in keys for k in range(len(keys))),
+                      bias="bias_ih_l0" in keys, bidirectional="weight_ih_l0_reverse" in keys)
+        if "weight_hr_l0" in keys:
+            if cls.family is not cells.LSTM:
+                raise ValueError(f"{prefix}weight_hr_l0 is an LSTM projection; these "
+                                 f"weights are not a {cls.__name__}'s")
+            config["proj_size"] = cls._shape(keys, "weight_hr_l0", prefix, 2)[0]
+        return config
+
     def _state_shapes(self, batch):
         """Shapes of the initial/final states: h, then c for the LSTM."""
         lead = (self.num_directions * self.num_layers,) + batch

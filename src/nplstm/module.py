@@ -172,6 +172,42 @@ class Module:
             return f"\n  (the dict has {key} under prefix {found!r}; pass prefix=...)"
         return ""
 
+    @classmethod
+    def from_state_dict(cls, state_dict, prefix="", *, dtype=np.float32, **kwargs):
+        """Build a layer whose sizes fit ``state_dict`` (PyTorch's keys) and load it.
+
+        Sizes, ``num_layers``, ``bias``, ``bidirectional`` and ``proj_size`` are read
+        off the keys and shapes; options that leave no trace in the weights
+        (``batch_first``, ``dropout``, ``nonlinearity``) are passed as ``kwargs``.
+
+        >>> lstm = nplstm.LSTM.from_state_dict(torch_model.state_dict(), prefix="lstm.")
+        """
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping of names to arrays, got "
+                            f"{type(state_dict).__name__}")
+        keys = {k[len(prefix):]: state_dict[k] for k in state_dict
+                if isinstance(k, str) and k.startswith(prefix)}
+        config = cls._config_from_keys(keys, prefix)
+        config.update(kwargs)
+        module = cls(**config, dtype=dtype)
+        module.load_state_dict(state_dict, prefix=prefix)
+        return module
+
+    @classmethod
+    def _config_from_keys(cls, keys, prefix):
+        raise NotImplementedError
+
+    @staticmethod
+    def _shape(keys, name, prefix, ndim):
+        if name not in keys:
+            near = ", ".join(sorted(keys)[:8]) or "none"
+            raise ValueError(f"state_dict has no {prefix + name!r} (keys under prefix "
+                             f"{prefix!r}: {near})")
+        shape = to_numpy(keys[name], prefix + name).shape
+        if len(shape) != ndim:
+            raise ValueError(f"{prefix + name} must be {ndim}-D, got shape {shape}")
+        return shape
+
     # ----------------------------------------------------------------- modes --
 
     def train(self, mode=True):

@@ -1,0 +1,153 @@
+"""``nplstm demo``: the seed post's walkthrough, for any sizes.
+
+Build a PyTorch LSTM (or GRU/RNN) + Linear with seeded random weights, copy the
+weights into nplstm, push a short time series through both and print, step by
+step, every gate from nplstm's per-gate functions beside PyTorch's states.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from .. import gates
+from ..demo import build, series
+from . import CLIError
+
+EPILOG = """\
+examples:
+  nplstm demo                              # LSTM, 1 input, 3 hidden units, 5 steps
+  nplstm demo --cell gru --hidden-size 4   # the same walk through a GRU
+  nplstm demo --input-size 2 --steps 8 --float32
+  nplstm demo --no-torch                   # NumPy side only, nplstm's own weights
+"""
+
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def register(sub):
+    p = sub.add_parser("demo", help="walk a time series through one cell, gate by gate, "
+                       "NumPy beside PyTorch", description=__doc__.split("\n\n")[1],
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm",
+                   help="which recurrent cell (default: lstm)")
+    p.add_argument("--input-size", type=int, default=1, metavar="H_IN",
+                   help="features per time step (default: 1)")
+    p.add_argument("--hidden-size", type=int, default=3, metavar="H",
+                   help="hidden units (default: 3)")
+    p.add_argument("--output-size", type=int, default=1, metavar="OUT",
+                   help="outputs of the linear layer (default: 1)")
+    p.add_argument("--steps", type=int, default=5, help="time steps (default: 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights (default: 0)")
+    p.add_argument("--float32", action="store_true",
+                   help="run in float32 (default float64; tolerance 1e-5 instead of 1e-12)")
+    p.add_argument("--no-torch", action="store_true",
+                   help="skip PyTorch even if installed: NumPy side only")
+    p.add_argument("--precision", type=int, default=4, help="decimals printed (default: 4)")
+    p.set_defaults(func=run)
+
+
+def _fmt(a, precision):
+    return np.array2string(np.asarray(a), precision=precision, floatmode="fixed",
+                           suppress_small=False, separator=" ", max_line_width=10**6)
+
+
+def _check(args):
+    for name in ("input_size", "hidden_size", "output_size", "steps"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 0 <= args.precision <= 16:
+        raise CLIError(f"--precision must be between 0 and 16, got {args.precision}")
+
+
+def _per_gate_step(cell, layer, x, state):
+    """One step through nplstm.gates, the seed's one-function-per-gate path."""
+    w = (layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
+    if cell == "lstm":
+        h, c, g = gates.lstm_step(x, state[0], state[1], *w)
+        return (h, c), dict(g, c=c, h=h)
+    if cell == "gru":
+        h, g = gates.gru_step(x, state[0], *w)
+        return (h,), dict(g, h=h)
+    h = gates.rnn_step(x, state[0], *w, nonlinearity=layer.nonlinearity)
+    return (h,), {"h": h}
+
+
+def _torch_steps(model, x):
+    """PyTorch's h (and c) after each step, running its layer one step at a time."""
+    import torch
+
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    out, states, hx = [], [], None
+    with torch.no_grad():
+        for t in range(len(x)):
+            y, hx = model.torch_layer(xt[t:t + 1], hx)  # unbatched: (1, H_in)
+            parts = hx if isinstance(hx, tuple) else (hx,)
+            states.append({k: p[0].numpy() for k, p in zip("hc", parts)})
+            out.append(model.torch_head(y[0]).numpy())
+    return out, states
+
+
+def run(args):
+    _check(args)
+    dtype = np.float32 if args.float32 else np.float64
+    model = build(args.cell, args.input_size, args.hidden_size, args.output_size, seed=args.seed,
+                  dtype=dtype, use_torch=not args.no_torch)
+    has_torch = model.torch_layer is not None
+    x = series(args.steps, args.input_size, dtype)  # (L, H_in)
+    P = args.precision
+    source = "copied from a seeded PyTorch model" if has_torch else "nplstm's own, seeded"
+    print(f"nplstm demo: {model.layer!r} -> {model.head!r}")
+    print(f"  weights: U(-1, 1), seed {args.seed}, {source}; dtype {np.dtype(dtype).name}")
+    print(f"  input: {args.steps} steps of sin(0.5 t + k), shape {x.shape}")
+    if args.cell != "rnn":
+        print(f"  gates stacked in weight_ih_l0 {model.layer.weight_ih_l0.shape}, rows: "
+              + " | ".join(gates.GATE_ORDER[args.cell]))
+    print()
+
+    t_out, t_states = _torch_steps(model, x) if has_torch else (None, None)
+    funcs = gates.GATE_FUNCTIONS[args.cell]
+    state = tuple(np.zeros(args.hidden_size, dtype) for _ in model.layer.family.states)
+    width = max(len(f.__name__) for f in funcs.values()) + 2
+    worst = 0.0
+    for t in range(args.steps):
+        print(f"step {t}   x = {_fmt(x[t], P)}   shape {x[t].shape}")
+        state, values = _per_gate_step(args.cell, model.layer, x[t], state)
+        y = model.head(values["h"])
+        for name, value in values.items():
+            line = f"  {funcs[name].__name__:<{width}}{gates.equation(funcs[name]):<52}" \
+                   f"{str(value.shape):<6} {_fmt(value, P)}"
+            if has_torch and name in t_states[t]:
+                line += f"   torch {_fmt(t_states[t][name], P)}"
+                worst = max(worst, float(np.max(np.abs(value - t_states[t][name]))))
+            print(line)
+        line = f"  {'Linear':<{width}}{'y = W h + b':<52}{str(y.shape):<6} {_fmt(y, P)}"
+        if has_torch:
+            line += f"   torch {_fmt(t_out[t], P)}"
+            worst = max(worst, float(np.max(np.abs(y - t_out[t]))))
+        print(line + "\n")
+
+    # The fused fast path over the whole sequence must agree too.
+    pred, output, fast_state = model(x)
+    fast = fast_state if isinstance(fast_state, tuple) else (fast_state,)
+    for name, per_gate, fused in zip("hc", state, fast):
+        print(f"final {name}: per-gate {_fmt(per_gate, P)}   nplstm.{type(model.layer).__name__} "
+              f"{_fmt(fused[0], P)}" + (f"   torch {_fmt(t_states[-1][name], P)}"
+                                        if has_torch else ""))
+        worst = max(worst, float(np.max(np.abs(per_gate - fused[0]))))
+        if has_torch:
+            worst = max(worst, float(np.max(np.abs(fused[0] - t_states[-1][name]))))
+    tol = TOL[dtype]
+    if not has_torch:
+        print(f"\nlargest difference, per-gate path vs fused layer: {worst:.3g}")
+        print("--no-torch: only the NumPy side ran." if args.no_torch else
+              "PyTorch is not installed: only the NumPy side ran. Add the comparison "
+              "with: pip install 'nplstm[torch]'")
+        return 0 if worst <= tol else 1
+    verdict = "MATCH" if worst <= tol else "MISMATCH"
+    print(f"\nlargest difference between NumPy and PyTorch (every gate state, output, "
+          f"final h and c): {worst:.3g}")
+    print(f"{verdict}: {'within' if worst <= tol else 'beyond'} the {np.dtype(dtype).name} "
+          f"tolerance {tol:g}")
+    return 0 if worst <= tol else 1
