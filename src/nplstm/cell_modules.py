@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from . import cells
-from .module import Module, check_size, to_numpy
+from .module import Module, check_bool, check_size, to_numpy
 
 
 class _CellBase(Module):
@@ -23,9 +23,7 @@ class _CellBase(Module):
         super().__init__(dtype=dtype, seed=seed)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias must be a bool, got {type(bias).__name__} {bias!r}")
-        self.bias = bool(bias)
+        self.bias = check_bool("bias", bias)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
@@ -162,9 +160,7 @@ class Linear(Module):
         super().__init__(dtype=dtype, seed=seed)
         self.in_features = check_size("in_features", in_features)
         self.out_features = check_size("out_features", out_features)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias must be a bool, got {type(bias).__name__} {bias!r}")
-        self.bias_enabled = bool(bias)
+        self.bias_enabled = check_bool("bias", bias)
         self._init_params(1.0 / math.sqrt(self.in_features))
 
     @classmethod

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from . import cells, loop
-from .module import Module, check_size, to_numpy, warn_dropout
+from .module import Module, check_bool, check_size, to_numpy, warn_dropout
 from .trace import Trace
 
 
@@ -33,12 +33,9 @@ class _RNNBase(Module):
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.num_layers = check_size("num_layers", num_layers)
-        for name, flag in (("bias", bias), ("batch_first", batch_first),
-                           ("bidirectional", bidirectional)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {type(flag).__name__} {flag!r}")
-        self.bias, self.batch_first = bool(bias), bool(batch_first)
-        self.bidirectional = bool(bidirectional)
+        self.bias = check_bool("bias", bias)
+        self.batch_first = check_bool("batch_first", batch_first)
+        self.bidirectional = check_bool("bidirectional", bidirectional)
         if (isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.number))
                 or not 0 <= dropout <= 1):
             raise ValueError("dropout should be a number in range [0, 1] representing the "
@@ -167,7 +164,7 @@ class _RNNBase(Module):
     def _dropout_fn(self):
         if not (self.training and self.dropout > 0 and self.num_layers > 1):
             return None
-        p, rng = self.dropout, self._rng
+        p, rng = self.dropout, self._dropout_rng
 
         def dropout(y):
             if p == 1:

@@ -38,6 +38,13 @@ def check_size(name, value, minimum=1):
     return int(value)
 
 
+def check_bool(name, value):
+    """Flags are bools (NumPy's too), not ints or strings that merely look true."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def to_numpy(value, name):
     """A NumPy view of ``value``: arrays, lists, or torch tensors (no torch import).
 
@@ -75,7 +82,9 @@ class Module:
         object.__setattr__(self, "_params", {})
         self.dtype = check_dtype(dtype)
         self.training = False
-        self._rng = np.random.default_rng(seed)  # init draws, then dropout masks
+        self._rng = np.random.default_rng(seed)  # initial weights
+        # Dropout masks get their own stream, seeded from the same seed.
+        self._dropout_rng = np.random.default_rng(self._rng.integers(2**63))
         self._prepared = None
 
     # ---------------------------------------------------------- parameters --
