@@ -1,22 +1,25 @@
-"""Atomic file writing: a crash mid-write leaves the old file intact."""
+"""Atomic file replacement: a failure mid-write leaves the old file as it was."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 
 
 @contextlib.contextmanager
 def atomic_write(path):
-    """Yield a binary file; on success it replaces ``path``, on error it vanishes.
+    """Yield a binary file that replaces ``path`` only once fully written.
 
-    The data goes to a temporary file in the same directory, is flushed and
-    fsynced, then ``os.replace``-d over ``path`` (atomic on POSIX and Windows).
+    The data goes to a hidden temporary file in the same directory (so the final
+    rename stays on one file system), is flushed and fsynced, then ``os.replace``-d over
+    ``path``, which is atomic on POSIX and Windows. On any exception the temporary file
+    is removed and ``path`` is untouched. The new file gets the usual permissions
+    (0o666 minus the umask), unlike ``tempfile.mkstemp``'s 0o600.
     """
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nplstm-", suffix=".tmp", dir=directory)
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp, fd = _create_temp(directory, name)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -27,3 +30,29 @@ def atomic_write(path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_directory(directory)
+
+
+def _create_temp(directory: str, name: str) -> tuple[str, int]:
+    """Create ``directory/.name.<random>.tmp`` exclusively; return its path and fd."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return tmp, os.open(tmp, flags, 0o666)
+        except FileExistsError:  # pragma: no cover - 32 random bits collided
+            continue
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable where the platform allows it (POSIX); else do nothing."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,112 @@
+"""What every weight-file reader and writer shares: errors, dtypes, size checks."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+
+# A tensor that repeats its storage (stride 0, e.g. from ``expand``) may be far larger
+# than the file; copying it is refused above this many bytes.
+MAX_EXPANDED_BYTES = 1 << 30
+
+# Deflate cannot compress better than about 1032:1; a zip entry that claims more lies.
+_MAX_DEFLATE_RATIO = 1100
+
+# The dtypes save_weights writes (both .safetensors and .npz).
+SAVABLE_DTYPES = tuple(
+    np.dtype(name)
+    for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64", "float16", "float32", "float64")
+)
+
+
+class WeightsFormatError(ValueError):
+    """A weight file is malformed, truncated or uses a feature nplstm does not read."""
+
+
+class UnsafeWeightsError(WeightsFormatError):
+    """A pickle asked for a global outside the state-dict allowlist; nothing was run."""
+
+
+def bf16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """Widen bfloat16 stored as ``uint16`` bit patterns to float32, exactly.
+
+    bfloat16 is the top half of a float32, so shifting the bits left by 16 gives the
+    same number (NaN payloads and infinities included).
+    """
+    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def native(array: np.ndarray) -> np.ndarray:
+    """``array`` in native byte order (a copy only when it was not)."""
+    if array.dtype.byteorder in ("=", "|") or array.dtype.isnative:
+        return array
+    return array.astype(array.dtype.newbyteorder("="))
+
+
+def check_shape(shape, what: str) -> tuple[int, ...]:
+    """Return ``shape`` as a tuple of ints >= 0, or raise naming ``what``."""
+    if not isinstance(shape, (tuple, list)):
+        raise WeightsFormatError(f"{what}: shape must be a list of ints, got {shape!r}")
+    if len(shape) > 64:
+        raise WeightsFormatError(f"{what}: {len(shape)} dimensions; numpy allows at most 64")
+    for n in shape:
+        if not is_int(n) or n < 0:
+            raise WeightsFormatError(f"{what}: shape must hold ints >= 0, got {shape!r}")
+    return tuple(shape)
+
+
+def is_int(value) -> bool:
+    """True for a Python or NumPy integer that is not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def numel(shape: tuple[int, ...]) -> int:
+    """Number of elements of ``shape`` (Python ints: no overflow)."""
+    return math.prod(shape)
+
+
+def check_zip_entry(info: zipfile.ZipInfo, path) -> None:
+    """Refuse a zip entry whose declared size is impossible (a zip bomb)."""
+    if info.compress_type == zipfile.ZIP_STORED:
+        return
+    if info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 1024:
+        raise WeightsFormatError(
+            f"{path}: zip entry {info.filename!r} claims {info.file_size} bytes from "
+            f"{info.compress_size} compressed bytes; the file is corrupt or hostile"
+        )
+
+
+def read_zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> bytes:
+    """The bytes of one zip entry, with corrupt data reported as WeightsFormatError."""
+    check_zip_entry(info, path)
+    try:
+        return zf.read(info)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
+        raise WeightsFormatError(
+            f"{path}: cannot read zip entry {info.filename!r}: {exc}"
+        ) from exc
+
+
+# What zipfile raises on a damaged archive, besides BadZipFile: unknown compression or
+# version (NotImplementedError), an "encrypted" flag (RuntimeError), a bad UTF-8 name
+# (UnicodeDecodeError), short or absurd header fields (struct.error, IndexError, ...).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
+               ValueError, OverflowError, IndexError, struct.error)
+
+
+@contextlib.contextmanager
+def damaged_zip_errors(path, what: str):
+    """Report zipfile's errors on a damaged archive as WeightsFormatError."""
+    try:
+        yield
+    except WeightsFormatError:
+        raise
+    except _ZIP_ERRORS as exc:
+        raise WeightsFormatError(f"{path}: {what} ({type(exc).__name__}: {exc}); the file "
+                                 "may be truncated or damaged") from exc

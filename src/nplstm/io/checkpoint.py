@@ -1,0 +1,121 @@
+"""Find the state_dict inside whatever a weight file holds.
+
+A file may hold a state_dict (``{"lstm.weight_ih_l0": array, ...}``) or a training
+checkpoint holding one, e.g. ``{"epoch": 3, "model": state_dict, "optimizer": ...}``.
+A *dict of tensors* is a non-empty mapping whose keys are all strings and whose values
+are all arrays. Paths into nested dicts are written with ``/``: ``"ema/model"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ._common import WeightsFormatError
+
+# When a checkpoint holds several dicts of tensors, these paths win, in this order.
+PREFERRED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
+
+_MAX_DEPTH = 4
+
+
+def find_state_dict(obj, key: str | None = None, source: str = "weights"):
+    """Return ``(path, state_dict)``: where the dict of tensors was and a copy of it.
+
+    Args:
+        obj: what :func:`nplstm.io.load_checkpoint` returned.
+        key: ``None`` to search; or a ``/``-separated path of dict keys to pick one.
+        source: the file name, for error messages.
+
+    Returns:
+        ``path`` is ``None`` when ``obj`` itself is the state_dict.
+
+    Raises:
+        WeightsFormatError: ``key`` is missing or not a dict of tensors; or with
+            ``key=None``, no dict of tensors or several equally likely ones.
+    """
+    if key is not None:
+        return key, _select(obj, key, source)
+    if _is_tensor_dict(obj):
+        return None, dict(obj)
+    found = dict(_tensor_dicts(obj, ()))
+    if len(found) == 1:
+        (path, state_dict), = found.items()
+        return path, dict(state_dict)
+    for preferred in PREFERRED_KEYS:
+        if preferred in found:
+            return preferred, dict(found[preferred])
+    if found:
+        raise WeightsFormatError(
+            f"{source}: several dicts of tensors: {', '.join(map(repr, found))}; "
+            "pick one with key=... (nplstm convert --key)"
+        )
+    raise WeightsFormatError(f"{source}: no dict of tensors found; {describe(obj)}")
+
+
+def describe(obj, what: str = "the top level") -> str:
+    """One line saying what ``obj`` is, listing a dict's keys."""
+    if isinstance(obj, Mapping):
+        keys = ", ".join(repr(k) for k in list(obj)[:20])
+        more = f" (and {len(obj) - 20} more)" if len(obj) > 20 else ""
+        return f"{what} is a dict with keys {keys or 'none'}{more}"
+    if isinstance(obj, np.ndarray):
+        return f"{what} is a single tensor of shape {obj.shape}, not a dict of tensors"
+    return f"{what} is a {type(obj).__name__}"
+
+
+def _is_tensor_dict(obj) -> bool:
+    """True for a non-empty mapping of ``str`` -> ``ndarray``."""
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, np.ndarray) for k, v in obj.items())
+    )
+
+
+def _tensor_dicts(obj, path: tuple[str, ...]):
+    """Yield ``("a/b", dict)`` for every dict of tensors reachable through ``str`` keys.
+
+    Lists and integer-keyed dicts (optimizer state) are not searched.
+    """
+    if not isinstance(obj, Mapping) or len(path) >= _MAX_DEPTH:
+        return
+    for k, v in obj.items():
+        if not isinstance(k, str):
+            continue
+        if _is_tensor_dict(v):
+            yield "/".join(path + (k,)), v
+        else:
+            yield from _tensor_dicts(v, path + (k,))
+
+
+def _select(obj, key: str, source: str) -> dict:
+    """Follow ``key`` (``a/b``) into nested dicts; it must end at a dict of tensors."""
+    if not isinstance(key, str) or not key:
+        raise WeightsFormatError(f"{source}: key must be a non-empty string, got {key!r}")
+    node, walked = obj, []
+    for part in key.split("/"):
+        if not isinstance(node, Mapping) or part not in node:
+            where = "/".join(walked) or "the top level"
+            raise WeightsFormatError(
+                f"{source}: no key {part!r} in {where}; {describe(node, where)}"
+            )
+        node = node[part]
+        walked.append(part)
+    if isinstance(node, Mapping) and (len(node) == 0 or _is_tensor_dict(node)):
+        return dict(node)
+    bad = _non_tensor_entries(node)
+    raise WeightsFormatError(
+        f"{source}: key {key!r} is not a dict of tensors; "
+        + (f"entries that are not tensors: {bad}" if bad else describe(node, "it"))
+    )
+
+
+def _non_tensor_entries(node) -> str:
+    """The first few keys of a mapping whose values are not arrays, as text."""
+    if not isinstance(node, Mapping):
+        return ""
+    bad = [f"{k!r} ({type(v).__name__})" for k, v in node.items()
+           if not (isinstance(k, str) and isinstance(v, np.ndarray))]
+    return ", ".join(bad[:5])
