@@ -4,8 +4,15 @@
 what each step computed, so ``trace.output`` and ``trace.h_n`` are the very
 arrays the forward returns. Recorded arrays are time-major,
 ``(num_layers, D, L, N, H)``, whatever ``batch_first`` said; for unbatched
-input ``N`` is 1 (``trace.gate`` drops it again). Positions past a sequence's
-``lengths`` are zero, like PyTorch's padded output.
+input ``N`` is 1 there (``trace.gate`` and friends drop it again). Positions
+past a sequence's ``lengths`` are zero, like PyTorch's padded output.
+
+>>> trace = lstm.trace(x)                         # doctest: +SKIP
+>>> trace["f"].shape                              # (num_layers, D, L, N, H)
+>>> trace.gate("f", layer=0, direction=0)         # (L, N, H)
+>>> trace.prev("c")                               # c_{t-1} for every step t
+>>> trace.step(3)                                 # {"x": .., "h_prev": .., "i": .., ...}
+>>> trace.saturation()                            # {"i": (near 0, near 1), ...}
 """
 
 from __future__ import annotations
@@ -13,26 +20,36 @@ from __future__ import annotations
 import numpy as np
 
 from ._atomic import atomic_write
+from .module import to_numpy
 
 _META = ("mode", "num_layers", "num_directions", "batch_first", "unbatched")
+_OPTIONAL = ("c_n", "input", "h_0", "c_0", "lengths")
+
+#: The range each gate's activation lives in: σ gives (0, 1), tanh (−1, 1).
+GATE_RANGE = {"i": (0.0, 1.0), "f": (0.0, 1.0), "o": (0.0, 1.0), "g": (-1.0, 1.0),
+              "r": (0.0, 1.0), "z": (0.0, 1.0), "n": (-1.0, 1.0)}
+
+#: The gate activations of each family (for the RNN the new state is the activation).
+GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("h",)}
 
 
 class Trace:
     """Gate activations and states of one forward run.
 
     Attributes:
-        mode: ``"lstm"``, ``"gru"`` or ``"rnn"``.
-        names: recorded names: LSTM i, f, g, o, c, h; GRU r, z, n, h; RNN h.
+        mode: ``"lstm"``, ``"gru"`` or ``"rnn"``; ``nonlinearity`` (RNN) ``"tanh"|"relu"``.
+        data: ``{name: (num_layers, D, L, N, H)}``: LSTM i, f, g, o, h, c; GRU r, z,
+            n, h; RNN h. ``trace[name]`` is ``trace.data[name]``.
         output, h_n, c_n: exactly what the forward returned (c_n None but LSTM).
         input: the input as the layer saw it (its dtype, the user's layout).
-        h_0, c_0: the initial states, ``(D*num_layers, N, H)``.
-        layer_inputs: the input of each layer, ``(L, N, in)`` each.
-        lengths: the ``lengths=`` given, or None.
+        h_0, c_0: the initial states, shaped like ``h_n``/``c_n`` (zeros if no hx).
+        layer_inputs: the input of each layer, time-major ``(L, N, in)`` each.
+        lengths: the ``lengths=`` given, ``(N,)``, or None.
     """
 
     def __init__(self, mode, data, *, output, h_n, c_n=None, input=None, h_0=None, c_0=None,
                  layer_inputs=(), lengths=None, num_layers=1, num_directions=1,
-                 batch_first=False, unbatched=False):
+                 batch_first=False, unbatched=False, nonlinearity="tanh"):
         self.mode = mode
         self.data = dict(data)  # name -> (num_layers, D, L, N, H)
         self.output, self.h_n, self.c_n = output, h_n, c_n
@@ -41,6 +58,7 @@ class Trace:
         self.lengths = lengths
         self.num_layers, self.num_directions = num_layers, num_directions
         self.batch_first, self.unbatched = batch_first, unbatched
+        self.nonlinearity = nonlinearity
 
     @classmethod
     def from_forward(cls, layer, run, lengths, output, state):
@@ -50,24 +68,50 @@ class Trace:
         data = {name: np.stack([np.stack([d[name] for d in r["directions"]])  # (D, L, N, H)
                                 for r in recs]) for name in names}  # (layers, D, L, N, H)
         h_n, c_n = state if layer.family.name == "lstm" else (state, None)
-        state0 = run["state0"]  # internal (D*num_layers, N, H) each
+        # internal (D*num_layers, N, H); unbatched drops N, like h_n
+        state0 = [s[:, 0] if run["unbatched"] else s for s in run["state0"]]
         return cls(layer.family.name, data, output=output, h_n=h_n, c_n=c_n,
                    input=run["input"], h_0=state0[0],
                    c_0=state0[1] if len(state0) > 1 else None,
                    layer_inputs=[r["input"] for r in recs],
-                   lengths=None if lengths is None else np.asarray(lengths),
+                   lengths=None if lengths is None else to_numpy(lengths, "lengths"),
                    num_layers=len(recs), num_directions=len(recs[0]["directions"]),
                    batch_first=getattr(layer, "batch_first", False),
-                   unbatched=run["unbatched"])
+                   unbatched=run["unbatched"],
+                   nonlinearity=getattr(layer, "nonlinearity", "tanh"))
+
+    # -------------------------------------------------------------- sizes --
 
     @property
     def names(self):
+        """Recorded names, gates first: e.g. ``("i", "f", "g", "o", "h", "c")``."""
         return tuple(self.data)
+
+    @property
+    def gates(self):
+        """The gate activations of this family (RNN: ``("h",)``, its only activation)."""
+        return GATES[self.mode]
 
     @property
     def steps(self):
         """L, the number of time steps."""
-        return next(iter(self.data.values())).shape[2]
+        return self._first.shape[2]
+
+    @property
+    def batch_size(self):
+        """N (1 for unbatched input)."""
+        return self._first.shape[3]
+
+    @property
+    def hidden_size(self):
+        """H, the size of each gate (``hidden_size`` of the layer)."""
+        return self._first.shape[4]
+
+    @property
+    def _first(self):
+        return next(iter(self.data.values()))
+
+    # ----------------------------------------------------------- indexing --
 
     def __getitem__(self, name):
         """The whole record of one gate or state, ``(num_layers, D, L, N, H)``."""
@@ -79,25 +123,135 @@ class Trace:
     def __contains__(self, name):
         return name in self.data
 
-    def gate(self, name, layer=0, direction=0):
-        """One gate or state over time: ``(L, N, H)``, or ``(L, H)`` if unbatched."""
+    def _check(self, layer, direction):
         for arg, value, limit in (("layer", layer, self.num_layers),
                                   ("direction", direction, self.num_directions)):
-            if not isinstance(value, (int, np.integer)) or not -limit <= value < limit:
+            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                    or not -limit <= value < limit):
                 raise IndexError(f"{arg} must be an int in [0, {limit}), got {value!r}")
-        a = self[name][layer, direction]  # (L, N, H)
+        return layer % self.num_layers, direction % self.num_directions
+
+    def _drop_n(self, a):
         return a[:, 0] if self.unbatched else a
 
-    def __repr__(self):
-        lines = [f"Trace({self.mode}, num_layers={self.num_layers}, "
-                 f"directions={self.num_directions}, steps={self.steps}"
-                 + (", unbatched" if self.unbatched else "") + ")"]
+    def gate(self, name, layer=0, direction=0):
+        """One gate or state over time: ``(L, N, H)``, or ``(L, H)`` if unbatched."""
+        layer, direction = self._check(layer, direction)
+        return self._drop_n(self[name][layer, direction])  # (L, N, H)
+
+    def mask(self):
+        """``(L, N)`` bool: True where step t is inside sequence n (all True without lengths)."""
+        L, N = self.steps, self.batch_size
+        if self.lengths is None:
+            return np.ones((L, N), dtype=bool)
+        return np.arange(L)[:, None] < np.asarray(self.lengths)[None, :]  # (L, N)
+
+    def prev(self, name, layer=0, direction=0):
+        """The state each step started from: ``h_{t−1}`` (``c_{t−1}``) for every t.
+
+        Shaped like :meth:`gate`. The first step of a sequence starts from
+        ``h_0``/``c_0``; the reverse direction's first step is the last valid
+        one (``t = lengths[n] − 1``) and its previous state is ``h_{t+1}``.
+        Zero past ``lengths``.
+        """
+        if name not in ("h", "c") or name not in self.data:
+            raise KeyError(f"prev() takes a state of this {self.mode} trace: "
+                           f"{', '.join(n for n in ('h', 'c') if n in self.data)}; got {name!r}")
+        layer, direction = self._check(layer, direction)
+        init = self.h_0 if name == "h" else self.c_0
+        if init is None:
+            raise ValueError(f"this trace has no {name}_0, so no previous state for step 0")
+        s = self[name][layer, direction]  # (L, N, H)
+        s0 = np.asarray(init)[layer * self.num_directions + direction]  # (N, H) or (H,)
+        s0 = s0.reshape(s.shape[1:])  # (N, H)
+        valid = self.mask()[:, :, None]  # (L, N, 1)
+        no = np.zeros_like(valid[:1])
+        if direction == 0:
+            shifted = np.concatenate([s0[None], s[:-1]])  # (L, N, H): s[t-1]
+            has = np.concatenate([no, valid[:-1]])
+        else:
+            shifted = np.concatenate([s[1:], s0[None]])  # (L, N, H): s[t+1]
+            has = np.concatenate([valid[1:], no])
+        out = np.where(has, shifted, s0[None]) * valid  # (L, N, H)
+        return self._drop_n(out.astype(s.dtype, copy=False))
+
+    def step(self, t, layer=0, direction=0, batch=0):
+        """Everything about one step of one sequence, each ``(H,)`` (x: ``(in,)``).
+
+        Keys: ``x`` (this layer's input at t), ``h_prev`` (and ``c_prev``), then
+        every recorded gate and state (the new ``h`` and ``c``).
+        """
+        layer, direction = self._check(layer, direction)
+        L, N = self.steps, self.batch_size
+        for arg, value, limit in (("t", t, L), ("batch", batch, N)):
+            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                    or not -limit <= value < limit):
+                raise IndexError(f"{arg} must be an int in [0, {limit}), got {value!r}")
+        out = {}
+        if self.layer_inputs:
+            out["x"] = self.layer_inputs[layer][t, batch]  # (in,)
+        for name in ("h", "c"):
+            if name in self.data and (self.h_0 if name == "h" else self.c_0) is not None:
+                prev = self.prev(name, layer, direction)
+                out[f"{name}_prev"] = prev[t] if self.unbatched else prev[t, batch]
         for name, value in self.data.items():
-            lines.append(f"  {name:<7} {value.shape}  (layer, direction, L, N, H)")
-        lines.append(f"  output  {self.output.shape}")
-        lines.append(f"  h_n     {self.h_n.shape}")
-        if self.c_n is not None:
-            lines.append(f"  c_n     {self.c_n.shape}")
+            out[name] = value[layer, direction, t, batch]  # (H,)
+        return out
+
+    # ------------------------------------------------------------ analysis --
+
+    def saturation(self, layer=0, direction=0, low=0.05, high=0.95):
+        """How often each gate sits at the ends of its range: ``{gate: (near_lo, near_hi)}``.
+
+        Values are rescaled to [0, 1] by the gate's range (σ: (0, 1); tanh:
+        (−1, 1)), then counted below ``low`` and above ``high``, over every
+        valid step, sequence and unit. A forget gate at 0 most of the time
+        forgets everything; gates pinned at 0 or 1 pass no gradient. For a
+        ReLU RNN, ``near_lo`` is the fraction of dead (zero) units and
+        ``near_hi`` is NaN.
+        """
+        if not 0 <= low < high <= 1:
+            raise ValueError(f"need 0 <= low < high <= 1, got low={low}, high={high}")
+        layer, direction = self._check(layer, direction)
+        valid = self.mask()  # (L, N)
+        out = {}
+        for name in self.gates:
+            v = self[name][layer, direction][valid]  # (valid steps, H)
+            if self.mode == "rnn" and self.nonlinearity == "relu":
+                out[name] = (float(np.mean(v <= 0)), float("nan"))
+                continue
+            lo, hi = GATE_RANGE.get(name, (-1.0, 1.0))
+            u = (v - lo) / (hi - lo)
+            out[name] = (float(np.mean(u < low)), float(np.mean(u > high)))
+        return out
+
+    # ------------------------------------------------------------- export --
+
+    def to_dict(self):
+        """Every array by name: the records (``i``, ``f``, ... ``h``, ``c``) and
+        ``output``, ``h_n``, ``c_n``, ``h_0``, ``c_0``, ``input``, ``lengths``
+        where present. The arrays are the trace's own (not copies)."""
+        out = dict(self.data)
+        for name in ("output", "h_n") + _OPTIONAL:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
+
+    def __repr__(self):
+        head = (f"Trace({self.mode}, num_layers={self.num_layers}, "
+                f"num_directions={self.num_directions}, steps={self.steps}, "
+                + ("unbatched" if self.unbatched else f"batch={self.batch_size}")
+                + f", hidden_size={self.hidden_size}"
+                + (f", nonlinearity={self.nonlinearity!r}" if self.mode == "rnn" else "")
+                + ")")
+        lines = [head, f"  {'name':<8}shape (num_layers, D, L, N, H)   dtype"]
+        for name, value in self.data.items():
+            lines.append(f"  {name:<8}{value.shape!s:<31} {value.dtype}")
+        for name in ("output", "h_n", "c_n"):
+            if getattr(self, name) is not None:
+                lines.append(f"  {name:<8}{getattr(self, name).shape}")
+        if self.lengths is not None:
+            lines.append(f"  lengths {np.asarray(self.lengths).tolist()}")
         return "\n".join(lines)
 
     # ------------------------------------------------------------ save/load --
@@ -105,12 +259,12 @@ class Trace:
     def save(self, path):
         """Write the trace to an ``.npz`` file (arrays only, no pickles)."""
         arrays = {f"data/{k}": v for k, v in self.data.items()}
-        for name in ("output", "h_n", "c_n", "input", "h_0", "c_0", "lengths"):
+        for name in ("output", "h_n") + _OPTIONAL:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         for k, x in enumerate(self.layer_inputs):
             arrays[f"layer_inputs/{k}"] = x
-        for name in _META:
+        for name in _META + ("nonlinearity",):
             arrays[f"meta/{name}"] = np.asarray(getattr(self, name))
         with atomic_write(path) as f:
             np.savez(f, **arrays)
@@ -118,7 +272,13 @@ class Trace:
     @classmethod
     def load(cls, path):
         """Read a trace written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as z:
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (ValueError, EOFError) as exc:
+            raise ValueError(f"{path}: not an nplstm trace file (.npz): {exc}") from None
+        if not hasattr(z, "files"):  # a plain .npy array
+            raise ValueError(f"{path}: not an nplstm trace file (.npz), got one array")
+        with z:
             files = set(z.files)
             missing = [k for k in ("output", "h_n") + tuple(f"meta/{m}" for m in _META)
                        if k not in files]
@@ -128,9 +288,10 @@ class Trace:
             data = {k[5:]: z[k] for k in z.files if k.startswith("data/")}
             inputs = sorted((int(k.split("/")[1]), z[k]) for k in files
                             if k.startswith("layer_inputs/"))
-            opt = {k: (z[k] if k in files else None)
-                   for k in ("c_n", "input", "h_0", "c_0", "lengths")}
+            opt = {k: (z[k] if k in files else None) for k in _OPTIONAL}
+            nonlin = str(z["meta/nonlinearity"].item()) if "meta/nonlinearity" in files \
+                else "tanh"
             return cls(str(meta.pop("mode")), data, output=z["output"], h_n=z["h_n"],
-                       layer_inputs=[x for _, x in inputs], **opt,
+                       layer_inputs=[x for _, x in inputs], nonlinearity=nonlin, **opt,
                        **{k: (bool(v) if k in ("batch_first", "unbatched") else int(v))
                           for k, v in meta.items()})

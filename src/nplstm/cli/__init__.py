@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # Subcommand name -> module (under nplstm.cli). Order is the order in --help.
@@ -59,11 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as exc:
         print(f"nplstm {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `nplstm trace | head`; before OSError, its base class
+        # Python's recipe: point stdout at devnull so the flush at exit cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, TypeError, OSError, NotImplementedError) as exc:
         print(f"nplstm {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. `nplstm trace | head`
-        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

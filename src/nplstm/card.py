@@ -1,0 +1,359 @@
+"""The reference card: a one-page diagram of one cell step, drawn from the code.
+
+Box labels are the names of the functions in :mod:`nplstm.gates`, equations
+come from their docstrings and weight rows from :func:`nplstm.gates.gate_rows`,
+so the card cannot drift from the code. Given a trace and a step, it shows
+the values that step computed.
+
+>>> fig = nplstm.card.draw("lstm")                            # doctest: +SKIP
+>>> fig.savefig("card.pdf")                                   # doctest: +SKIP
+>>> fig = nplstm.card.draw(trace=lstm.trace(x), step=3)       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from . import __version__, gates
+from .style import GATE_TITLES, color, light
+
+# The page is A4 landscape and everything is placed in millimetres.
+PAGE = (297.0, 210.0)
+MM = 1 / 25.4  # inches per mm
+MONO = "DejaVu Sans Mono"
+GREY = "#666666"
+NODE_R = 3.6  # radius of the ⊙ and + nodes
+ACTIVATION = {"i": "σ", "f": "σ", "o": "σ", "r": "σ", "z": "σ", "g": "tanh", "n": "tanh"}
+
+
+def draw(cell=None, trace=None, step=None, *, batch=0, layer=0, direction=0, units=3,
+         precision=2):
+    """Draw the card of ``cell`` (``"lstm"``, ``"gru"`` or ``"rnn"``) as a Figure.
+
+    With ``trace`` (of that cell family; ``cell`` may then be omitted) the card
+    shows, for ``step`` (default 0) of sequence ``batch`` in ``layer`` and
+    ``direction``, the first ``units`` values of every gate and state, and
+    concrete sizes and weight rows. Save with ``fig.savefig("card.pdf")``.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("nplstm.card needs matplotlib: pip install 'nplstm[plot]'") from None
+    cell = _check(cell, trace)
+    values = None
+    if trace is not None:
+        step = 0 if step is None else step
+        values = trace.step(step, layer, direction, batch)
+    elif step is not None:
+        raise ValueError("step= needs a trace=: the values come from a traced run")
+    card = _Card(cell, trace, values, units, precision)
+    fig = Figure(figsize=(PAGE[0] * MM, PAGE[1] * MM))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, PAGE[0])
+    ax.set_ylim(0, PAGE[1])
+    ax.set_axis_off()
+    card.ax = ax
+    card.header(step, batch, layer, direction)
+    getattr(card, f"diagram_{cell}")()
+    card.table()
+    return fig
+
+
+def _check(cell, trace):
+    if cell is None:
+        cell = "lstm" if trace is None else trace.mode
+    if cell not in gates.GATE_ORDER:
+        raise ValueError(f"cell must be one of {', '.join(gates.GATE_ORDER)}, got {cell!r}")
+    if trace is not None and trace.mode != cell:
+        raise ValueError(f"the trace is of a {trace.mode.upper()}, not a {cell.upper()}: "
+                         f"pass cell={trace.mode!r}")
+    return cell
+
+
+def rows(cell, name, hidden_size=None):
+    """``"2H:3H"`` (or ``"10:15"`` with a hidden size): the weight rows of a gate, or None."""
+    if name not in gates.GATE_ORDER[cell]:
+        return None
+    if hidden_size is not None:
+        s = gates.gate_rows(cell, name, hidden_size)
+        return f"{s.start}:{s.stop}"
+    s = gates.gate_rows(cell, name, 1)
+    return ":".join("0" if k == 0 else "H" if k == 1 else f"{k}H" for k in (s.start, s.stop))
+
+
+def shape(func, sizes=None):
+    """The ``shape (N, H)`` noted beside a gate function's equation, sizes filled in."""
+    eq = gates.equation(func)
+    for line in func.__doc__.splitlines():
+        if line.strip().startswith(eq):
+            m = re.search(r"shape (\([^)]*\))", line)
+            if m:
+                out = m.group(1)
+                for sym, value in (sizes or {}).items():
+                    out = out.replace(sym, value) if sym == "N, " else re.sub(
+                        rf"\b{sym}\b", str(value), out)
+                return re.sub(r"^\((\w+)\)$", r"(\1,)", out)  # "(5)" -> "(5,)"
+    return ""
+
+
+class _Card:
+    """The drawing primitives and the three diagrams, in page millimetres."""
+
+    def __init__(self, cell, trace, values, units, precision):
+        self.cell, self.trace, self.values = cell, trace, values
+        self.units, self.precision = units, precision
+        self.funcs = gates.GATE_FUNCTIONS[cell]
+        self.H = None if trace is None else trace.hidden_size
+        self.ax = None
+
+    # ------------------------------------------------------------ primitives --
+
+    def text(self, x, y, s, size=8, **kw):
+        kw.setdefault("ha", "left")
+        kw.setdefault("va", "center")
+        return self.ax.text(x, y, s, fontsize=size, **kw)
+
+    def path(self, pts, c, arrow=True, lw=1.6, gap=0.0):
+        """A polyline; the last segment ends in an arrow ``gap`` mm before its end."""
+        pts = np.asarray(pts, dtype=float)
+        if gap:
+            d = pts[-1] - pts[-2]
+            pts[-1] = pts[-1] - d / np.hypot(*d) * gap
+        self.ax.plot(pts[:-1, 0] if arrow else pts[:, 0], pts[:-1, 1] if arrow else pts[:, 1],
+                     color=c, lw=lw, solid_capstyle="butt", solid_joinstyle="miter",
+                     zorder=1)
+        if arrow:
+            self.ax.annotate("", xy=pts[-1], xytext=pts[-2], zorder=1,
+                             arrowprops={"arrowstyle": "-|>,head_length=0.5,head_width=0.25",
+                                             "color": c, "lw": lw, "shrinkA": 0, "shrinkB": 0})
+
+    def node(self, x, y, sym, c):
+        from matplotlib.patches import Circle
+
+        self.ax.add_patch(Circle((x, y), NODE_R, facecolor="white", edgecolor=c, lw=1.6,
+                                 zorder=3))
+        self.text(x, y, sym, 11, ha="center", color=c, zorder=4, fontweight="bold")
+
+    def dot(self, x, y, c):
+        from matplotlib.patches import Circle
+
+        self.ax.add_patch(Circle((x, y), 1.0, color=c, zorder=3))
+
+    def rect(self, x0, y0, w, h, fc, ec, lw=1.6, pad=1.5, zorder=2):
+        from matplotlib.patches import FancyBboxPatch
+
+        self.ax.add_patch(FancyBboxPatch((x0 + pad, y0 + pad), w - 2 * pad, h - 2 * pad,
+                                         boxstyle=f"round,pad={pad}", facecolor=fc,
+                                         edgecolor=ec, lw=lw, zorder=zorder))
+
+    def fmt(self, v):
+        """The first ``units`` values, rounded: ``"0.51 −0.23 0.88 …"``."""
+        v = np.asarray(v)
+        s = " ".join(f"{x:.{self.precision}f}" for x in v[:self.units]).replace("-", "−")
+        return s + (" …" if v.size > self.units else "")
+
+    def gate_box(self, name, cx, cy, w=31.0, h=27.0):
+        """A gate: its symbol and activation, its function's name, rows, values."""
+        c = color(name)
+        self.rect(cx - w / 2, cy - h / 2, w, h, light(c, 0.85), c)
+        act = ACTIVATION.get(name, self.trace.nonlinearity if self.trace else "tanh")
+        top = cy + h / 2
+        self.text(cx, top - 5.5, f"${name}$  {act}", 12, ha="center", color=c, zorder=4,
+                  fontweight="bold")
+        self.text(cx, top - 11.5, self.funcs[name].__name__, 7.5, ha="center",
+                  family=MONO, zorder=4)
+        r = rows(self.cell, name, self.H)
+        if r is not None:
+            self.text(cx, top - 16.5, f"rows {r}", 7, ha="center", color=GREY,
+                      family=MONO, zorder=4)
+        if self.values is not None:
+            self.text(cx, top - 22, self.fmt(self.values[name]), 7, ha="center",
+                      family=MONO, zorder=4, color=c)
+
+    def state_label(self, x, y, math, key, ha):
+        """``c_{t−1}``-style label, with this step's values under it."""
+        name = key[0]
+        self.text(x, y + 3, f"${math}$", 13, ha=ha, color=color(name))
+        if self.values is not None and key in self.values:
+            self.text(x, y - 3.5, self.fmt(self.values[key]), 7, ha=ha, family=MONO,
+                      color=color(name))
+
+    def x_input(self, x, bus_y):
+        """x_t entering from the bottom into the bus."""
+        self.path([(x, 76), (x, bus_y)], color("x"), arrow=False)
+        self.dot(x, bus_y, GREY)
+        s = "$x_t$" + ("" if self.values is None else f"  {self.fmt(self.values['x'])}")
+        self.text(x + 2, 74.5, s, 10, color=GREY)
+
+    def bus(self, x0, x1, y, stubs, top):
+        """The concatenated [h_{t−1}, x_t] running under the gates, a stub up into each."""
+        self.path([(x0, y), (x1, y)], GREY, arrow=False)
+        for x in stubs:
+            self.path([(x, y), (x, top)], GREY)
+
+    def cell_box(self, x0, x1):
+        self.rect(x0, 80, x1 - x0, 99, "#f6f6f6", "#bbbbbb", lw=1.0, pad=3, zorder=0)
+
+    # -------------------------------------------------------------- diagrams --
+
+    def diagram_lstm(self):
+        cy, bus_y, line_c, xs = 118.0, 97.0, 165.0, {"f": 82, "i": 116, "g": 150, "o": 184}
+        box_top, out_x = cy + 13.5, 215.0
+        self.cell_box(48, 226)
+        cc, hc = color("c"), color("h")
+        # cell state: c_{t-1} -> ⊙ f -> + (i ⊙ g) -> c_t
+        self.path([(38, line_c), (232, line_c)], cc, lw=2.2)
+        self.state_label(36, line_c, r"c_{t-1}", "c_prev", "right")
+        self.state_label(238, line_c, r"c_t", "c", "left")
+        self.node(xs["f"], line_c, "×", color("f"))
+        self.path([(xs["f"], box_top), (xs["f"], line_c)], color("f"), gap=NODE_R)
+        ig_x, ig_y = (xs["i"] + xs["g"]) / 2, 147.0
+        self.node(ig_x, ig_y, "×", color("g"))
+        self.path([(xs["i"], box_top), (xs["i"], ig_y), (ig_x, ig_y)], color("i"), gap=NODE_R)
+        self.path([(xs["g"], box_top), (xs["g"], ig_y), (ig_x, ig_y)], color("g"), gap=NODE_R)
+        self.path([(ig_x, ig_y), (ig_x, line_c)], cc, gap=NODE_R)
+        self.node(ig_x, line_c, "+", cc)
+        self.text(ig_x, line_c + 7, self.funcs["c"].__name__, 7.5, ha="center", family=MONO,
+                  color=cc)
+        # h_t = o ⊙ tanh(c_t)
+        self.ax.add_patch(_ellipse(out_x, 144, cc))
+        self.text(out_x, 144, "tanh", 8, ha="center", zorder=4)
+        self.path([(out_x, line_c), (out_x, 148)], cc)
+        self.node(out_x, cy, "×", color("o"))
+        self.path([(out_x, 140), (out_x, cy)], cc, gap=NODE_R)
+        self.path([(xs["o"] + 15.5, cy), (out_x, cy)], color("o"), gap=NODE_R)
+        self.path([(out_x, cy - NODE_R), (out_x, 90), (232, 90)], hc, lw=2.2)
+        self.text(out_x - 2.5, 99, self.funcs["h"].__name__, 7.5, ha="right", family=MONO,
+                  color=hc)
+        self.state_label(238, 90, r"h_t", "h", "left")
+        # inputs: h_{t-1} and x_t into the bus under the gates
+        self.path([(38, bus_y), (62, bus_y)], hc, arrow=False, lw=2.2)
+        self.state_label(36, bus_y, r"h_{t-1}", "h_prev", "right")
+        self.bus(62, xs["o"], bus_y, xs.values(), cy - 13.5)
+        self.x_input(62, bus_y)
+        for name, x in xs.items():
+            self.gate_box(name, x, cy)
+
+    def diagram_gru(self):
+        cy, bus_y, line_h, xs = 118.0, 97.0, 165.0, {"z": 96, "r": 140, "n": 190}
+        box_top, hc = cy + 13.5, color("h")
+        self.cell_box(48, 226)
+        # h_{t-1} along the top: ⊙ z, then + (1 − z) ⊙ n -> h_t
+        self.path([(38, line_h), (232, line_h)], hc, lw=2.2)
+        self.state_label(36, line_h, r"h_{t-1}", "h_prev", "right")
+        self.state_label(238, line_h, r"h_t", "h", "left")
+        self.node(xs["z"], line_h, "×", color("z"))
+        one_y = 147.0
+        self.path([(xs["z"], box_top), (xs["z"], line_h)], color("z"), gap=NODE_R)
+        self.dot(xs["z"], one_y, color("z"))
+        self.node((xs["z"] + xs["r"]) / 2 + 10, one_y, "1−", color("z"))
+        self.path([(xs["z"], one_y), ((xs["z"] + xs["r"]) / 2 + 10, one_y)], color("z"),
+                  gap=NODE_R)
+        self.node(xs["n"], one_y, "×", color("n"))
+        self.path([((xs["z"] + xs["r"]) / 2 + 10 + NODE_R, one_y), (xs["n"], one_y)],
+                  color("z"), gap=NODE_R)
+        self.path([(xs["n"], box_top), (xs["n"], one_y)], color("n"), gap=NODE_R)
+        self.path([(xs["n"], one_y), (xs["n"], line_h)], color("n"), gap=NODE_R)
+        self.node(xs["n"], line_h, "+", hc)
+        self.text(xs["n"] + 6, line_h + 7, self.funcs["h"].__name__, 7.5, ha="center",
+                  family=MONO, color=hc)
+        # r feeds the candidate: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+        self.path([(xs["r"] + 15.5, cy), (xs["n"] - 15.5, cy)], color("r"))
+        self.text((xs["r"] + xs["n"]) / 2, cy + 3, "$r$", 10, ha="center", color=color("r"))
+        # inputs: h_{t-1} comes down to the bus, x_t comes up
+        self.path([(52, line_h), (52, bus_y)], hc, arrow=False, lw=2.2)
+        self.dot(52, line_h, hc)
+        self.bus(52, xs["n"], bus_y, xs.values(), cy - 13.5)
+        self.x_input(66, bus_y)
+        for name, x in xs.items():
+            self.gate_box(name, x, cy)
+
+    def diagram_rnn(self):
+        cy, bus_y, line_h, x = 118.0, 97.0, 165.0, 140.0
+        hc = color("h")
+        self.cell_box(48, 226)
+        self.path([(38, bus_y), (62, bus_y)], hc, arrow=False, lw=2.2)
+        self.state_label(36, bus_y, r"h_{t-1}", "h_prev", "right")
+        self.bus(62, x, bus_y, [x], cy - 13.5)
+        self.x_input(62, bus_y)
+        self.path([(x, cy + 13.5), (x, line_h), (232, line_h)], hc, lw=2.2)
+        self.state_label(238, line_h, r"h_t", "h", "left")
+        self.gate_box("h", x, cy, w=40)
+
+    # ------------------------------------------------------------- the rest --
+
+    def header(self, step, batch, layer, direction):
+        t = self.trace
+        self.text(12, 198, f"{self.cell.upper()} reference card", 22, fontweight="bold")
+        self.text(12, 189.5, f"one time step of torch.nn.{_TORCH[self.cell]}, gate by gate  ·  "
+                  f"read from nplstm.gates, nplstm {__version__}", 8.5, color=GREY)
+        if t is not None:
+            where = (f"values: step t={step}" + ("" if t.unbatched else f", sequence {batch}")
+                     + f", layer {layer}, {('forward', 'reverse')[direction]}  ·  "
+                     f"H={t.hidden_size}, first {min(self.units, t.hidden_size)} units shown")
+            self.text(12, 183, where, 8.5, fontweight="bold")
+        self.weight_strip()
+
+    def weight_strip(self):
+        """weight_ih as one bar, split into the gates' row blocks in PyTorch's order."""
+        order = gates.GATE_ORDER[self.cell]
+        x0, x1, y0, h = 185.0, 287.0, 193.0, 8.0
+        w = (x1 - x0) / len(order)
+        for k, name in enumerate(order):
+            self.rect(x0 + k * w, y0, w, h, light(color(name), 0.75), color(name), lw=1.0,
+                      pad=0.6)
+            label = f"${name}$  rows {rows(self.cell, name, self.H)}"
+            self.text(x0 + (k + 0.5) * w, y0 + h / 2, label, 7.5, ha="center", family=MONO,
+                      zorder=4)
+        G = len(order)
+        gh = "H" if G == 1 else f"{G}H"
+        self.text((x0 + x1) / 2, y0 - 3.5, f"weight_ih ({gh}, H_in), weight_hh ({gh}, H), "
+                  f"bias_ih, bias_hh ({gh},)", 7, ha="center", color=GREY)
+
+    def table(self):
+        """Every function: equation (its docstring), weight rows, shape, values."""
+        cols = {"sym": 12, "func": 22, "eq": 62, "rows": 152, "shape": 213, "val": 236}
+        y = 64.0
+        head = {"func": "function in nplstm.gates", "eq": "equation (its docstring)",
+                    "rows": "weight rows (bias rows alike)", "shape": "shape"}
+        if self.values is not None:
+            head["val"] = "values (first units)"
+        for key, s in head.items():
+            self.text(cols[key], y, s, 7.5, color=GREY, fontweight="bold")
+        self.ax.plot([12, 287], [y - 3.2, y - 3.2], color="#bbbbbb", lw=0.8)
+        t = self.trace
+        sizes = None if t is None else ({"N, ": "", "H": t.hidden_size} if t.unbatched
+                                          else {"N": t.batch_size, "H": t.hidden_size})
+        names = [n for n in gates.GATE_ORDER[self.cell]] + [
+            n for n in ("c", "h") if n in self.funcs and n not in gates.GATE_ORDER[self.cell]]
+        for k, name in enumerate(names):
+            yk = y - 9 - 7.2 * k
+            c, func = color(name), self.funcs[name]
+            self.rect(cols["sym"] - 1, yk - 3, 7, 6, light(c, 0.7), c, lw=1.0, pad=0.8)
+            self.text(cols["sym"] + 2.5, yk, f"${name}$", 10, ha="center", color="black",
+                      zorder=4)
+            self.text(cols["func"], yk, func.__name__, 8, family=MONO, color=c,
+                      fontweight="bold")
+            self.text(cols["eq"], yk, gates.equation(func), 8.5)
+            r = rows(self.cell, name, self.H)
+            extra = "weight_hr (if proj_size)" if (self.cell, name) == ("lstm", "h") else "—"
+            self.text(cols["rows"], yk, extra if r is None else
+                      f"weight_ih[{r}], weight_hh[{r}]", 7.5, family=MONO)
+            self.text(cols["shape"], yk, shape(func, sizes), 8, family=MONO)
+            if self.values is not None:
+                self.text(cols["val"], yk, self.fmt(self.values[name]), 7.5, family=MONO,
+                          color=c)
+        self.text(12, 4, f"{GATE_TITLES['x']} x_t (N, H_in)  ·  N batch, H hidden_size, "
+                  "H_in input_size  ·  σ(x) = 1 / (1 + e^(−x))  ·  ⊙ elementwise product  ·  "
+                  f"drawn by nplstm.card.draw('{self.cell}')", 7, color=GREY)
+
+
+_TORCH = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
+
+
+def _ellipse(x, y, c):
+    from matplotlib.patches import Ellipse
+
+    return Ellipse((x, y), 13, 7, facecolor="white", edgecolor=c, lw=1.6, zorder=3)

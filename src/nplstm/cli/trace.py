@@ -1,0 +1,339 @@
+"""``nplstm trace``: walk a sequence through a layer and print every gate, step by step.
+
+Runs the demo model (an LSTM/GRU/RNN and a Linear head with seeded weights) or
+your own weights, on the built-in series or your input, and prints for each
+step each gate's shape and values, the new cell and hidden state and the
+prediction, in tables; can also save the whole trace (.npz) and plot it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from .. import gates
+from ..demo import LAYERS, build, series
+from ..style import ansi
+from . import CLIError
+
+EPILOG = """\
+examples:
+  nplstm trace                                  # demo LSTM: 1 input, 3 units, 5 steps
+  nplstm trace --cell gru --hidden-size 4 --length 8 --steps 0:3
+  nplstm trace --input x.npy --units 0:4        # your data (L, H_in) or (L, N, H_in)
+  nplstm trace --weights model.pt --prefix lstm. --head fc. --input x.csv
+  nplstm trace --weights gru.safetensors --cell gru --layer 1 --direction 1
+  nplstm trace --length 40 --steps 0 --save trace.npz --plot gates.png
+
+input files: .npy holds (L, H_in), (L, N, H_in) or (N, L, H_in) with
+--batch-first; .csv/.txt has one row per time step, one column per feature
+(a header row is skipped). Sizes of --weights are read off the state_dict's
+shapes; --cell says how many gates its rows hold (LSTM 4, GRU 3, RNN 1).
+"""
+
+MAX_STEPS, MAX_UNITS = 20, 8  # printed by default; --steps/--units show more
+
+
+def register(sub):
+    p = sub.add_parser("trace", help="print every gate of every step in tables; save or "
+                       "plot the trace", description=__doc__.split("\n\n")[1],
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cell", choices=tuple(LAYERS), default="lstm",
+                   help="cell family (default: lstm); with --weights it decides the gate count")
+    m = p.add_argument_group("demo model (without --weights)")
+    m.add_argument("--input-size", type=int, metavar="H_IN",
+                   help="features per step (default: the width of --input, else 1)")
+    m.add_argument("--hidden-size", type=int, default=3, metavar="H", help="(default: 3)")
+    m.add_argument("--output-size", type=int, default=1, metavar="OUT",
+                   help="outputs of the linear head (default: 1)")
+    m.add_argument("--num-layers", type=int, default=1, help="(default: 1)")
+    m.add_argument("--seed", type=int, default=0, help="seed of the weights (default: 0)")
+    w = p.add_argument_group("your weights")
+    w.add_argument("--weights", metavar="FILE", help=".pt/.pth/.safetensors/.npz state_dict")
+    w.add_argument("--prefix", default="", help="key prefix of the layer, e.g. 'lstm.'")
+    w.add_argument("--head", metavar="PREFIX",
+                   help="prefix of a Linear head in the same file, e.g. 'fc.'")
+    w.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh",
+                   help="RNN only (default: tanh)")
+    i = p.add_argument_group("input")
+    i.add_argument("--input", metavar="FILE", help=".npy or .csv (default: built-in series)")
+    i.add_argument("--length", type=int, default=5, metavar="L",
+                   help="steps of the built-in series sin(0.5 t + k) (default: 5)")
+    i.add_argument("--batch-first", action="store_true", help="--input .npy is (N, L, H_in)")
+    i.add_argument("--lengths", metavar="L0,L1,..",
+                   help="valid length of each sequence of a padded batch")
+    i.add_argument("--float32", action="store_true", help="run in float32 (default float64)")
+    s = p.add_argument_group("what to show")
+    s.add_argument("--steps", metavar="SEL", help=f"an int or START:STOP, e.g. 3, 0:5, -1 "
+                   f"(default: all, at most {MAX_STEPS})")
+    s.add_argument("--units", metavar="SEL", help=f"an int or START:STOP, e.g. 0:4 "
+                   f"(default: at most {MAX_UNITS})")
+    s.add_argument("--layer", type=int, default=0, help="(default: 0)")
+    s.add_argument("--direction", type=int, default=0, help="0 forward, 1 reverse (default: 0)")
+    s.add_argument("--batch", type=int, default=0, help="which sequence (default: 0)")
+    s.add_argument("--precision", type=int, default=4, help="decimals (default: 4)")
+    s.add_argument("--color", action=argparse.BooleanOptionalAction, default=None,
+                   help="colour gate names (default: when stdout is a terminal)")
+    o = p.add_argument_group("files")
+    o.add_argument("--save", metavar="FILE.npz", help="write the whole trace (Trace.load)")
+    o.add_argument("--plot", metavar="FILE", help="overview figure: .png, .svg or .pdf")
+    p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------- arguments --
+
+
+def parse_selection(spec, size, option):
+    """``"3"``, ``"-1"``, ``"0:5"``, ``":"`` or ``"0:10:2"`` -> indices into ``range(size)``."""
+    try:
+        parts = [int(p) if p.strip() else None for p in spec.split(":")]
+        if len(parts) > 3 or (len(parts) == 3 and parts[2] == 0):
+            raise ValueError
+    except ValueError:
+        raise CLIError(f"bad {option} {spec!r}: expected an int or START:STOP, "
+                       "e.g. 3 or 0:5") from None
+    if len(parts) == 1:
+        if not -size <= parts[0] < size:
+            raise CLIError(f"{option} {spec}: out of range, there are {size} (0..{size - 1})")
+        return np.array([parts[0] % size])
+    idx = np.arange(size)[slice(*parts)]
+    if idx.size == 0:
+        raise CLIError(f"{option} {spec}: selects nothing of 0..{size - 1}")
+    return idx
+
+
+def _read_input(path, batch_first):
+    """An input file as a float64 array: ``(L, H_in)`` or time-major ``(L, N, H_in)``."""
+    if not os.path.isfile(path):
+        raise CLIError(f"--input {path}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".npy":
+            x = np.load(path, allow_pickle=False)
+        elif ext in (".csv", ".txt"):
+            with open(path) as f:
+                first = f.readline()
+            try:
+                [float(v) for v in first.replace(",", " ").split()]
+                skip = 0
+            except ValueError:
+                skip = 1  # a header row
+            x = np.loadtxt(path, delimiter="," if "," in first else None, skiprows=skip,
+                           ndmin=2)
+        else:
+            raise CLIError(f"--input {path}: expected a .npy or .csv file")
+    except ValueError as exc:
+        raise CLIError(f"--input {path}: cannot read numbers: {exc}") from None
+    if x.dtype.kind not in "iuf":
+        raise CLIError(f"--input {path}: expected numbers, got dtype {x.dtype}")
+    x = x.reshape(-1, 1) if x.ndim == 1 else x
+    if x.ndim not in (2, 3) or 0 in x.shape:
+        raise CLIError(f"--input {path}: expected (L, H_in) or (L, N, H_in), got shape "
+                       f"{x.shape}")
+    if batch_first and x.ndim == 3:
+        x = x.transpose(1, 0, 2)  # (N, L, H_in) -> (L, N, H_in)
+    return x.astype(np.float64)
+
+
+def _model(args, dtype, width):
+    """``(layer, head or None, description)`` from --weights or the demo model."""
+    if args.weights:
+        from .. import Linear, load_weights
+
+        if not os.path.isfile(args.weights):
+            raise CLIError(f"--weights {args.weights}: no such file")
+        sd = load_weights(args.weights)
+        extra = {"nonlinearity": args.nonlinearity} if args.cell == "rnn" else {}
+        layer = LAYERS[args.cell].from_state_dict(sd, args.prefix, dtype=dtype, **extra)
+        head = None if args.head is None else Linear.from_state_dict(sd, args.head,
+                                                                      dtype=dtype)
+        where = f"{args.weights}" + (f", prefix {args.prefix!r}" if args.prefix else "")
+        return layer, head, where
+    for name in ("hidden_size", "output_size", "num_layers", "length"):
+        if getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    size = args.input_size if args.input_size is not None else (width or 1)
+    if size < 1:
+        raise CLIError(f"--input-size must be >= 1, got {size}")
+    model = build(args.cell, size, args.hidden_size, args.output_size, args.num_layers,
+                  args.seed, dtype=dtype, use_torch=False)
+    return model.layer, model.head, f"demo model, U(-1, 1), seed {args.seed}"
+
+
+# ---------------------------------------------------------------- output --
+
+
+class Table:
+    """Aligned rows of a name, a function, a shape and numbers; names in colour."""
+
+    def __init__(self, precision, color, mode):
+        self.precision, self.color = precision, color
+        self.width = precision + 4  # sign, digits, point
+        funcs = gates.GATE_FUNCTIONS[mode].values()
+        self.fw = max([10] + [len(f.__name__) + 2 for f in funcs])  # function column
+
+    def num(self, v):
+        return f"{v:>{self.width}.{self.precision}f}"
+
+    def name(self, name, text, width):
+        text = f"{text:<{width}}"
+        return ansi(name, text) if self.color else text
+
+    def row(self, name, func, shape, values):
+        return (f"  {self.name(name, name, 7)}{self.name(name, func, self.fw)}{shape:<10}"
+                + " ".join(self.num(v) for v in values))
+
+    def header(self, units):
+        return (f"  {'':<7}{'function':<{self.fw}}{'shape':<10}"
+                + " ".join(f"{'u' + str(u):>{self.width}}" for u in units))
+
+
+def _print_legend(trace, head, table):
+    funcs = gates.GATE_FUNCTIONS[trace.mode]
+    print(f"  {'':<7}{'function (nplstm.gates)':<26}equation (from its docstring)")
+    for name in _order(trace):
+        print(f"  {table.name(name, name, 7)}{table.name(name, funcs[name].__name__, 26)}"
+              f"{gates.equation(funcs[name])}")
+    if head is not None:
+        print(f"  {table.name('y', 'y', 7)}{table.name('y', 'Linear', 26)}y = W h + b")
+    print()
+
+
+def _order(trace):
+    return [n for n in trace.gates] + [n for n in ("c", "h") if n in trace and
+                                       n not in trace.gates]
+
+
+def _print_steps(trace, pred, args, steps, units, table):
+    funcs = gates.GATE_FUNCTIONS[trace.mode]
+    layer, d, b = args.layer, args.direction, args.batch
+    valid = trace.mask()[:, b]
+    P = args.precision
+    L = trace.steps
+    order = steps[::-1] if d == 1 else steps  # the reverse direction runs backwards
+    for t in order:
+        step = trace.step(int(t), layer, d, b)
+        x = " ".join(f"{v:.{P}f}" for v in step["x"][:MAX_UNITS])
+        more = " ..." if step["x"].size > MAX_UNITS else ""
+        print(f"step {t}   x_t = [{x}{more}]   shape {step['x'].shape}")
+        if not valid[t]:
+            print(f"  (past length {trace.lengths[b]} of sequence {b}: padding, not run; "
+                  "recorded as zeros)\n")
+            continue
+        print(table.header(units))
+        if t == order[0]:  # where this printout starts: show the state it starts from
+            start = (int(trace.lengths[b]) - 1 if trace.lengths is not None else L - 1) \
+                if d else 0
+            for name in ("h_prev", "c_prev"):
+                if name in step:
+                    label = f"{name[0]}_0" if t == start else f"{name[0]}_prev"
+                    print(table.row(name[0], f"({label})", "", step[name][units[
+                        units < step[name].size]]))
+        shape = lambda a: str(a.shape[-1:] if trace.unbatched else a.shape)
+        for name in _order(trace):
+            a = trace[name][layer, d, t]  # (N, H)
+            print(table.row(name, funcs[name].__name__, shape(a),
+                            step[name][units[units < step[name].size]]))
+        if pred is not None:
+            y = pred[t] if trace.unbatched else pred[t, b]  # (out,)
+            print(table.row("y", "Linear", str(pred.shape[-1:] if trace.unbatched
+                                                else pred.shape[1:]), y[:MAX_UNITS]))
+        print()
+
+
+def _print_summary(trace, args, table):
+    j = args.layer * trace.num_directions + args.direction
+    P = args.precision
+    for name in ("h_n", "c_n"):
+        final = getattr(trace, name)
+        if final is not None:
+            v = final[j] if trace.unbatched else final[j, args.batch]
+            vals = " ".join(f"{x:.{P}f}" for x in v[:MAX_UNITS])
+            print(f"final {name}[{j}] = [{vals}{' ...' if v.size > MAX_UNITS else ''}]")
+    print("saturation: share of valid steps x units x sequences within 5% of an end of "
+          "each gate's range")
+    for name, (lo, hi) in trace.saturation(args.layer, args.direction).items():
+        ends = (("0", "1") if name in "ifozr" and trace.mode != "rnn" else
+                ("0 (dead)", "") if trace.nonlinearity == "relu" else ("-1", "+1"))
+        print(f"  {table.name(name, name, 7)}{lo:>5.0%} near {ends[0]:<4}"
+              + ("" if np.isnan(hi) else f"{hi:>7.0%} near {ends[1]}"))
+
+
+def run(args):
+    if not 0 <= args.precision <= 16:
+        raise CLIError(f"--precision must be between 0 and 16, got {args.precision}")
+    dtype = np.float32 if args.float32 else np.float64
+    x = _read_input(args.input, args.batch_first) if args.input else None
+    layer, head, where = _model(args, dtype, None if x is None else x.shape[-1])
+    if x is None:
+        x = series(args.length, layer.input_size, dtype)  # (L, H_in)
+        what = f"built-in series sin(0.5 t + k), shape {x.shape}"
+    else:
+        what = f"{args.input}, shape {x.shape} (time-major)"
+    if x.shape[-1] != layer.input_size:
+        raise CLIError(f"--input {args.input}: each step has {x.shape[-1]} features, but the "
+                       f"model's input_size is {layer.input_size}")
+    lengths = None
+    if args.lengths:
+        try:
+            lengths = np.array([int(v) for v in args.lengths.split(",")])
+        except ValueError:
+            raise CLIError(f"bad --lengths {args.lengths!r}: expected ints like 5,3") from None
+    trace = layer.trace(x, lengths=lengths)
+    for name, value, limit in (("layer", args.layer, trace.num_layers),
+                               ("direction", args.direction, trace.num_directions),
+                               ("batch", args.batch, trace.batch_size)):
+        if not 0 <= value < limit:
+            raise CLIError(f"--{name} {value}: this trace has {limit} (0..{limit - 1})")
+    L, H = trace.steps, trace.hidden_size
+    steps = (parse_selection(args.steps, L, "--steps") if args.steps
+             else np.arange(min(L, MAX_STEPS)))
+    units = (parse_selection(args.units, H, "--units") if args.units
+             else np.arange(min(H, MAX_UNITS)))
+    pred = head(trace.output) if head is not None else None  # (L, N, out) or (L, out)
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ \
+        if args.color is None else args.color
+    table = Table(args.precision, color, trace.mode)
+
+    arrow = f" -> {head!r}" if head is not None else ""
+    print(f"nplstm trace: {layer!r}{arrow}")
+    print(f"  weights: {where}")
+    print(f"  input:   {what}")
+    shown = (f"steps {_span(steps)} of {L}" + ("" if args.steps or L <= MAX_STEPS else
+                                                " (--steps for more)"))
+    print(f"  showing: layer {args.layer}, {('forward', 'reverse')[args.direction]}"
+          + ("" if trace.unbatched else f", sequence {args.batch}")
+          + f"; {shown}; units {_span(units)} of {H}"
+          + ("" if args.units or H <= MAX_UNITS else " (--units for more)") + "\n")
+    _print_legend(trace, head, table)
+    _print_steps(trace, pred, args, steps, units, table)
+    _print_summary(trace, args, table)
+    if args.save:
+        trace.save(args.save)
+        print(f"saved the trace to {args.save} (nplstm.Trace.load)")
+    if args.plot:
+        _plot(trace, args, units)
+    return 0
+
+
+def _span(idx):
+    if len(idx) > 1 and np.all(np.diff(idx) == 1):
+        return f"{idx[0]}..{idx[-1]}"
+    return ",".join(str(i) for i in idx)
+
+
+def _plot(trace, args, units):
+    ext = os.path.splitext(args.plot)[1].lower()
+    if ext not in (".png", ".svg", ".pdf"):
+        raise CLIError(f"--plot {args.plot}: expected a .png, .svg or .pdf file name")
+    try:
+        from .. import plot
+        fig = plot.overview(trace, args.layer, args.direction, args.batch,
+                            units=units if args.units else None)
+    except ImportError as exc:
+        raise CLIError(str(exc)) from None
+    fig.savefig(args.plot, dpi=110)
+    print(f"wrote {args.plot}")

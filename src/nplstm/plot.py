@@ -1,0 +1,236 @@
+"""Pictures of a :class:`~nplstm.trace.Trace`: gate heatmaps, state paths, saturation.
+
+Every function returns a :class:`matplotlib.figure.Figure` (never a pyplot
+window), so it works headless; save it with ``fig.savefig("gates.png")``.
+matplotlib is imported when a function is called: ``pip install 'nplstm[plot]'``.
+
+>>> fig = nplstm.plot.overview(lstm.trace(x))        # doctest: +SKIP
+>>> fig.savefig("overview.png", dpi=120)             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import gates as _gates
+from .style import GATE_TITLES, color, light
+
+_DIRECTIONS = ("forward", "reverse")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _matplotlib():
+    """``(Figure, colors)`` from matplotlib, or an ImportError saying what to install."""
+    try:
+        from matplotlib import colors
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("nplstm.plot needs matplotlib: pip install 'nplstm[plot]'") from None
+    return Figure, colors
+
+
+def _units(units, H):
+    """Unit indices from None (all), a slice, an int or a list; checked against H."""
+    idx = np.arange(H)[units] if isinstance(units, slice) else (
+        np.arange(H) if units is None else np.atleast_1d(np.asarray(units)))
+    if idx.size == 0 or idx.min() < -H or idx.max() >= H:
+        raise ValueError(f"units must select units of 0..{H - 1}, got {units!r}")
+    return idx % H
+
+
+def _series(trace, name, layer, direction, batch):
+    """``(L, H)`` values of one sequence, masked (NaN) past its length."""
+    if not isinstance(batch, (int, np.integer)) or not 0 <= batch < trace.batch_size:
+        raise IndexError(f"batch must be an int in [0, {trace.batch_size}), got {batch!r}")
+    a = trace[name][trace._check(layer, direction)][:, batch].astype(float)  # (L, H)
+    a[~trace.mask()[:, batch]] = np.nan
+    return a
+
+
+def _ordered(trace):
+    """Recorded names, gates first, then c, then h (the order of the equations)."""
+    return [n for n in trace.gates if n in trace] + [n for n in ("c", "h")
+                                                      if n in trace and n not in trace.gates]
+
+
+def _function_name(trace, name):
+    return _gates.GATE_FUNCTIONS[trace.mode][name].__name__
+
+
+def _where(trace, layer, direction, batch=None):
+    s = f"{trace.mode.upper()} layer {layer}, {_DIRECTIONS[direction]}"
+    return s + ("" if batch is None or trace.unbatched else f", sequence {batch}")
+
+
+def _style_axes(ax, name):
+    """Frame and title in the gate's colour."""
+    for spine in ax.spines.values():
+        spine.set_edgecolor(color(name))
+        spine.set_linewidth(1.5)
+
+
+def _steps_axis(ax, L):
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(L, 10)))
+    ax.set_xlabel("time step t")
+
+
+# ------------------------------------------------------------------ drawing --
+
+
+def _draw_heatmaps(fig, trace, layer, direction, batch, units, names):
+    _, colors = _matplotlib()
+    names = list(_ordered(trace) if names is None else names)
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for ax, name in zip(axes, names):
+        a = _series(trace, name, layer, direction, batch)  # (L, H)
+        idx = _units(units, a.shape[1])
+        img = np.ma.masked_invalid(a[:, idx].T)  # (units, L)
+        lo, hi = _gates_range(trace, name, a)
+        stops = ["white", color(name)] if lo == 0 else ["#4d4d4d", "white", color(name)]
+        cmap = colors.LinearSegmentedColormap.from_list(f"nplstm_{name}", stops)
+        cmap = cmap.with_extremes(bad="#dddddd")
+        im = ax.imshow(img, aspect="auto", cmap=cmap, vmin=lo, vmax=hi, origin="upper",
+                       interpolation="nearest")
+        rows = range(0, len(idx), max(1, len(idx) // 12))
+        ax.set_yticks(list(rows), [str(idx[k]) for k in rows])
+        ax.set_ylabel("unit")
+        _steps_axis(ax, a.shape[0])
+        ax.set_title(f"{name}: {GATE_TITLES[name]}  ({_function_name(trace, name)})",
+                     color=color(name), fontsize=10)
+        _style_axes(ax, name)
+        fig.colorbar(im, ax=ax, fraction=0.08, pad=0.02)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Gates and states over time: {_where(trace, layer, direction, batch)}"
+                 + ("   (grey: past the sequence's length)" if trace.lengths is not None
+                    else ""), fontsize=11)
+
+
+def _gates_range(trace, name, a):
+    """Colour limits: σ gates (0, 1); tanh gates (−1, 1); states symmetric about 0."""
+    if name in ("i", "f", "o", "r", "z"):
+        return 0.0, 1.0
+    if trace.mode == "rnn" and trace.nonlinearity == "relu":
+        return 0.0, max(float(np.nanmax(a)), 1e-12)
+    bound = max(1.0, float(np.nanmax(np.abs(a)))) if name == "c" else 1.0
+    return -bound, bound
+
+
+def _draw_trajectories(fig, trace, layer, direction, batch, units):
+    states = [s for s in ("c", "h") if s in trace]
+    axes = np.atleast_1d(fig.subplots(len(states), 1, sharex=True, squeeze=False)).ravel()
+    for ax, name in zip(axes, states):
+        a = _series(trace, name, layer, direction, batch)  # (L, H)
+        idx = _units(units, a.shape[1])
+        t = np.arange(a.shape[0])
+        for k, unit in enumerate(idx):
+            shade = light(color(name), 0.5 * k / max(len(idx) - 1, 1))
+            ax.plot(t, a[:, unit], marker=_MARKERS[k % len(_MARKERS)], markersize=3.5,
+                    color=shade, label=f"unit {unit}", linewidth=1.5)
+        ax.axhline(0, color="#999999", linewidth=0.6)
+        ax.set_ylabel(name, color=color(name), fontsize=11)
+        ax.set_title(f"{name}: {GATE_TITLES[name]} ({_function_name(trace, name)})",
+                     color=color(name), fontsize=10)
+        _style_axes(ax, name)
+        if len(idx) <= 8:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      frameon=False)
+    _steps_axis(axes[-1], trace.steps)
+    fig.suptitle(f"States per unit: {_where(trace, layer, direction, batch)}", fontsize=11)
+
+
+def _draw_saturation(fig, trace, layer, direction, low, high):
+    frac = trace.saturation(layer, direction, low, high)
+    ax = fig.subplots()
+    names = list(frac)
+    x = np.arange(len(names))
+    w = 0.38
+    bars, ends = [], []
+    for k, name in enumerate(names):
+        for dx, value, end, hatch, fill in zip((-w / 2, w / 2), frac[name],
+                                               _range_ends(trace, name), ("///", None),
+                                               (0.7, 0.0)):
+            if np.isnan(value):
+                continue
+            ax.bar(x[k] + dx, value, w, color=light(color(name), fill),
+                   edgecolor=color(name), hatch=hatch, linewidth=1.2)
+            ax.annotate(f"{value:.0%}", (x[k] + dx, value), ha="center", va="bottom",
+                        fontsize=8, xytext=(0, 2), textcoords="offset points")
+            bars.append(x[k] + dx)
+            ends.append(f"≈{end}")
+    ax.set_xticks(bars, ends, minor=True, fontsize=7)
+    ax.set_xticks(x, [f"{n}\n{_function_name(trace, n)}" for n in names], fontsize=8)
+    ax.tick_params(axis="x", which="major", length=0, pad=13)
+    for tick, name in zip(ax.get_xticklabels(), names):
+        tick.set_color(color(name))
+    ax.set_xlim(-1, len(names))
+    ax.set_ylim(0, 1.1)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    ax.set_ylabel("fraction of valid steps × units")
+    ax.set_title(f"hatched: below {low:g}, solid: above {high:g} of each gate's range",
+                 fontsize=9)
+    fig.suptitle(f"Gate saturation: {_where(trace, layer, direction)}, all sequences",
+                 fontsize=11)
+
+
+def _range_ends(trace, name):
+    if trace.mode == "rnn" and trace.nonlinearity == "relu":
+        return "0 (dead)", ""
+    return ("0", "1") if name in ("i", "f", "o", "r", "z") else ("−1", "+1")
+
+
+# ------------------------------------------------------------------- public --
+
+
+def gate_heatmaps(trace, layer=0, direction=0, batch=0, units=None, names=None):
+    """One heatmap per recorded gate and state: units (rows) × time (columns).
+
+    σ gates run white (0) to their colour (1); tanh gates and states run grey
+    (negative) through white (0) to their colour. ``units`` (slice, int or
+    list) picks rows; ``names`` picks panels (default: all recorded).
+    """
+    Figure, _ = _matplotlib()
+    n = len(trace.names if names is None else names)
+    ncols = min(3, n)
+    fig = Figure(figsize=(4.2 * ncols, 3.0 * -(-n // ncols) + 0.6), layout="constrained")
+    _draw_heatmaps(fig, trace, layer, direction, batch, units, names)
+    return fig
+
+
+def state_trajectories(trace, layer=0, direction=0, batch=0, units=None):
+    """The cell state c (LSTM) and hidden state h of each unit over time, one line per unit."""
+    Figure, _ = _matplotlib()
+    fig = Figure(figsize=(8, 2.6 * (1 + ("c" in trace)) + 0.5), layout="constrained")
+    _draw_trajectories(fig, trace, layer, direction, batch, units)
+    return fig
+
+
+def saturation(trace, layer=0, direction=0, low=0.05, high=0.95):
+    """Bar chart: the fraction of steps each gate is near either end of its range.
+
+    Pinned gates pass no gradient: a forget gate near 0 most of the time
+    forgets everything, an input gate near 0 writes nothing. See
+    :meth:`nplstm.Trace.saturation` for the numbers.
+    """
+    Figure, _ = _matplotlib()
+    fig = Figure(figsize=(max(4.5, 1.6 + 1.5 * len(trace.gates)), 4.2), layout="constrained")
+    _draw_saturation(fig, trace, layer, direction, low, high)
+    return fig
+
+
+def overview(trace, layer=0, direction=0, batch=0, units=None, low=0.05, high=0.95):
+    """Heatmaps on top; state trajectories and gate saturation below: one figure."""
+    Figure, _ = _matplotlib()
+    n = len(trace.names)
+    rows = -(-n // 3)
+    fig = Figure(figsize=(13, 3.0 * rows + 4.6), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[3.0 * rows + 0.4, 4.2])
+    _draw_heatmaps(top, trace, layer, direction, batch, units, None)
+    left, right = bottom.subfigures(1, 2, width_ratios=[1.5, 1])
+    _draw_trajectories(left, trace, layer, direction, batch, units)
+    _draw_saturation(right, trace, layer, direction, low, high)
+    return fig
