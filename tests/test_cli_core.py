@@ -71,6 +71,9 @@ def test_demo_reports_mismatch(monkeypatch, capsys):
     (["verify", "--proj-size", "5"], r"--proj-size must be in \[0, hidden size 5\)"),
     (["verify", "--weights", "x.pt"], "--weights needs exactly one --cell"),
     (["verify", "--weights", "missing.pt", "--cell", "gru"], "missing.pt"),
+    (["verify", "--weights", "m.pt", "--cell", "gru", "--num-layers", "1"],
+     "--num-layers: the layer options come from --weights m.pt"),
+    (["demo", "--hidden-size", "100000", "--no-torch"], "not enough memory"),
 ])
 def test_cli_errors(argv, match, capsys):
     assert main(argv) == 2
@@ -112,7 +115,7 @@ def test_verify_user_weights(tmp_path, capsys):
     torch.save(Model().state_dict(), path)
     assert main(["verify", "--weights", str(path), "--prefix", "rnn.", "--cell", "lstm"]) == 0
     out = capsys.readouterr().out
-    assert "8 of 8 configurations match PyTorch" in out and "lstm   2  bi" in out
+    assert "16 of 16 configurations match PyTorch" in out and "lstm   2  bi" in out
 
 
 def test_no_command_prints_help(capsys):
@@ -133,7 +136,7 @@ def test_from_state_dict_builds_the_right_layer():
     g = nplstm.GRU.from_state_dict(t.state_dict(), dtype=np.float64, batch_first=True)
     assert (g.input_size, g.hidden_size, g.num_layers, g.bias, g.bidirectional,
             g.batch_first) == (4, 6, 3, False, True, True)
-    with pytest.raises(ValueError, match="weight_ih_l0 has 18 rows, not a multiple of 4"):
+    with pytest.raises(ValueError, match="weight_ih_l0 has 18 rows; a LSTM with hidden_size 6"):
         nplstm.LSTM.from_state_dict(t.state_dict())
     with pytest.raises(ValueError, match=r"state_dict has no 'm.weight_ih_l0'"):
         nplstm.GRU.from_state_dict(t.state_dict(), prefix="m.")
@@ -141,3 +144,8 @@ def test_from_state_dict_builds_the_right_layer():
         nplstm.RNN.from_state_dict(torch.nn.LSTM(2, 4, proj_size=1).state_dict())
     with pytest.raises(TypeError, match="state_dict must be a mapping"):
         nplstm.Linear.from_state_dict(None)
+
+
+def test_verify_small_hidden_size_skips_projection(capsys):
+    assert main(["verify", "--cell", "lstm", "--hidden-size", "2"]) == 0
+    assert "128 of 128 configurations match" in capsys.readouterr().out

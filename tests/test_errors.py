@@ -31,6 +31,10 @@ def test_bad_sizes(cls, args, err, match):
     (dict(bidirectional=None), TypeError, "bidirectional must be a bool"),
     (dict(dtype=np.int32), TypeError, "dtype must be numpy.float32 or numpy.float64"),
     (dict(dtype="float16"), TypeError, "dtype must be numpy.float32 or numpy.float64"),
+    (dict(dtype=None), TypeError, "dtype must be numpy.float32 or numpy.float64, got None"),
+    (dict(dtype="bogus"), TypeError, "got 'bogus'"),
+    (dict(dtype=3.5), TypeError, "got 3.5"),
+    (dict(dtype=[1]), TypeError, r"got \[1\]"),
 ])
 def test_bad_options(cls, kwargs, err, match):
     with pytest.raises(err, match=match):
@@ -147,3 +151,64 @@ def test_repr():
     assert repr(nplstm.RNN(3, 5, nonlinearity="relu", dtype=np.float64)) == \
         "RNN(3, 5, nonlinearity='relu', dtype=float64)"
     assert repr(nplstm.GRUCell(2, 4)) == "GRUCell(2, 4)"
+
+
+def test_torch_dtypes_are_understood():
+    torch = pytest.importorskip("torch")
+    assert nplstm.LSTM(3, 5, dtype=torch.float64).dtype == np.float64
+    assert nplstm.GRUCell(3, 5, dtype=torch.float32).dtype == np.float32
+    with pytest.raises(TypeError, match="got torch.float16"):
+        nplstm.RNN(3, 5, dtype=torch.float16)
+
+
+@pytest.mark.parametrize("cls", LAYERS)
+def test_empty_batch_like_torch(cls):
+    """N = 0 gives empty outputs and states, as in PyTorch; L = 0 is an error in both."""
+    torch = pytest.importorskip("torch")
+    ours, theirs = cls(3, 4, 2, bidirectional=True), getattr(torch.nn, cls.__name__)(
+        3, 4, 2, bidirectional=True)
+    got, want = ours(np.zeros((5, 0, 3))), theirs(torch.zeros(5, 0, 3))
+    assert got[0].shape == tuple(want[0].shape) == (5, 0, 8)
+    got_h = got[1][0] if cls is nplstm.LSTM else got[1]
+    want_h = want[1][0] if cls is nplstm.LSTM else want[1]
+    assert got_h.shape == tuple(want_h.shape) == (4, 0, 4)
+    with pytest.raises(ValueError, match="trace needs at least one sequence"):
+        ours.trace(np.zeros((5, 0, 3)))
+
+
+@pytest.mark.parametrize("cls", CELLS)
+def test_cell_empty_batch(cls):
+    out = cls(3, 4)(np.zeros((0, 3)))
+    for a in out if isinstance(out, tuple) else (out,):
+        assert a.shape == (0, 4)
+
+
+def test_absent_bias_reads_none_like_torch():
+    assert nplstm.Linear(3, 4, bias=False).bias is None
+    cell = nplstm.LSTMCell(3, 4, bias=False)
+    assert cell.bias_ih is None and cell.bias_hh is None
+    assert nplstm.Linear(3, 4).bias.shape == (4,)
+
+
+def test_meta_tensor_is_named():
+    torch = pytest.importorskip("torch")
+    sd = {k: v.to("meta") for k, v in torch.nn.RNN(3, 4).state_dict().items()}
+    with pytest.raises(ValueError, match=r"state_dict\['weight_ih_l0'\] is a tensor on the "
+                                         r"'meta' device"):
+        nplstm.RNN(3, 4).load_state_dict(sd)
+
+
+def test_pickle_and_deepcopy_keep_parameters_read_only_and_fresh():
+    import copy
+    import pickle
+
+    m = nplstm.LSTM(3, 4, dtype=np.float64, seed=0)
+    x = np.ones((2, 1, 3))
+    want = m(x)[0]  # builds the prepared weights
+    for clone in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+        np.testing.assert_array_equal(clone(x)[0], want)
+        with pytest.raises(ValueError, match="read-only"):
+            clone.weight_ih_l0[:] = 0
+        clone.weight_hh_l0 = np.zeros((16, 4))
+        assert not np.allclose(clone(x)[0], want)
+        np.testing.assert_array_equal(m(x)[0], want)  # the original is untouched

@@ -167,3 +167,21 @@ def test_torch_unchanged_by_load():
     with torch.no_grad():
         theirs.weight_ih_l0.add_(1.0)
     np.testing.assert_array_equal(ours.weight_ih_l0, before)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5])
+def test_dropout_zeroes_or_scales_the_next_layers_input(p):
+    """In training mode each input of layer 2 is 0 or layer 1's output / (1 - p)."""
+    import nplstm
+
+    m = nplstm.GRU(3, 40, num_layers=3, dropout=p, dtype=np.float64, seed=1).train()
+    x = np.random.default_rng(0).standard_normal((6, 4, 3))
+    trace = m.trace(x)
+    for k in (1, 2):
+        before = trace.gate("h", layer=k - 1)  # (L, N, H): layer k-1's output
+        after = trace.layer_inputs[k]
+        dropped = after == 0
+        np.testing.assert_allclose(after[~dropped], before[~dropped] / (1 - p), rtol=1e-15)
+        assert abs(dropped.mean() - p) < 0.06  # 960 draws per layer
+    # the last layer's output is not dropped
+    np.testing.assert_array_equal(trace.output, trace.gate("h", layer=2))

@@ -141,3 +141,35 @@ def test_cells_load_from_torch():
     ours, theirs = twin("lstm", 3, 4, cell=True)
     for k, v in theirs.state_dict().items():
         np.testing.assert_array_equal(ours.state_dict()[k], v.numpy())
+
+
+def test_non_string_keys_are_unexpected():
+    m = nplstm.RNN(3, 5)
+    sd = {**m.state_dict(), 1: np.zeros(2)}
+    with pytest.raises(ValueError, match="unexpected keys: 1"):
+        m.load_state_dict(sd)
+    assert m.load_state_dict(sd, strict=False).unexpected_keys == ["1"]
+
+
+@pytest.mark.parametrize("ours,theirs,match", [
+    (nplstm.LSTM, torch.nn.GRU(4, 4), "weight_ih_l0 has 12 rows; a LSTM with hidden_size 4 "
+                                      r"needs 4 x 4 = 16 \(these look like a GRU's weights\)"),
+    (nplstm.GRUCell, torch.nn.LSTMCell(4, 4), "these look like an LSTM's weights"),
+    (nplstm.RNNCell, torch.nn.GRUCell(4, 6), "these look like a GRU's weights"),
+])
+def test_from_state_dict_names_the_wrong_cell_type(ours, theirs, match):
+    with pytest.raises(ValueError, match=match):
+        ours.from_state_dict(theirs.state_dict())
+
+
+def test_from_state_dict_prefix_must_be_str():
+    with pytest.raises(TypeError, match="prefix must be a str, got NoneType"):
+        nplstm.GRU.from_state_dict({}, prefix=None)
+
+
+def test_from_state_dict_with_projection_and_cells():
+    t = torch.nn.LSTM(4, 6, proj_size=2)
+    m = nplstm.LSTM.from_state_dict(t.state_dict())
+    assert (m.input_size, m.hidden_size, m.proj_size) == (4, 6, 2)
+    c = nplstm.GRUCell.from_state_dict(torch.nn.GRUCell(2, 5, bias=False).state_dict())
+    assert (c.input_size, c.hidden_size, c.bias) == (2, 5, False)

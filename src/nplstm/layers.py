@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from . import cells, loop
-from .module import Module, check_bool, check_size, to_numpy, warn_dropout
+from .module import Module, check_bool, check_gate_rows, check_size, to_numpy, warn_dropout
 from .trace import Trace
 
 
@@ -84,18 +84,17 @@ class _RNNBase(Module):
     @classmethod
     def _config_from_keys(cls, keys, prefix):
         rows, input_size = cls._shape(keys, "weight_ih_l0", prefix, 2)
-        G = cls.family.num_gates
-        if rows % G:
-            raise ValueError(f"{prefix}weight_ih_l0 has {rows} rows, not a multiple of {G}: "
-                             f"not a {cls.__name__} (its gates are {G} blocks)")
-        config = dict(input_size=input_size, hidden_size=rows // G,
-                      num_layers=sum(f"weight_ih_l{k}" in keys for k in range(len(keys))),
-                      bias="bias_ih_l0" in keys, bidirectional="weight_ih_l0_reverse" in keys)
-        if "weight_hr_l0" in keys:
+        hidden_size = cls._shape(keys, "weight_hh_l0", prefix, 2)[1]
+        config = {}
+        if "weight_hr_l0" in keys:  # LSTM projection: W_hr is (proj_size, hidden_size)
             if cls.family is not cells.LSTM:
                 raise ValueError(f"{prefix}weight_hr_l0 is an LSTM projection; these "
                                  f"weights are not a {cls.__name__}'s")
-            config["proj_size"] = cls._shape(keys, "weight_hr_l0", prefix, 2)[0]
+            config["proj_size"], hidden_size = cls._shape(keys, "weight_hr_l0", prefix, 2)
+        check_gate_rows(cls.__name__, cls.family, prefix + "weight_ih_l0", rows, hidden_size)
+        config.update(input_size=input_size, hidden_size=hidden_size,
+                      num_layers=sum(f"weight_ih_l{k}" in keys for k in range(len(keys))),
+                      bias="bias_ih_l0" in keys, bidirectional="weight_ih_l0_reverse" in keys)
         return config
 
     def _state_shapes(self, batch):
@@ -129,7 +128,7 @@ class _RNNBase(Module):
         return Trace.from_forward(self, run, lengths, output, state)
 
     def _forward(self, input, hx, lengths, record):
-        x = to_numpy(input, "input")
+        x = given = to_numpy(input, "input")
         if x.ndim not in (2, 3):
             raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got "
                              f"{x.ndim}D input of shape {x.shape}")
@@ -142,18 +141,24 @@ class _RNNBase(Module):
             x = x[:, None, :]  # (L, 1, H_in)
         elif self.batch_first:
             x = x.transpose(1, 0, 2)  # (N, L, H_in) -> (L, N, H_in)
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"input must have at least one time step and one sequence, "
-                             f"got shape {to_numpy(input, 'input').shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"input must have at least one time step, got shape "
+                             f"{given.shape}")
         L, N = x.shape[:2]
         mask = loop.length_mask(lengths, L, N, unbatched)
         state0 = self._initial_state(hx, N, unbatched)
-        output, state, recs = loop.run_layers(self.family, self._weights(), x, state0, mask,
-                                              self._dropout_fn(), record)
+        if N == 0:  # an empty batch, as PyTorch allows: empty output, states as given
+            if record:
+                raise ValueError("trace needs at least one sequence, got an empty batch")
+            D = self.num_directions
+            output, state = np.zeros((L, 0, D * self.output_size), self.dtype), state0
+        else:
+            output, state, recs = loop.run_layers(self.family, self._weights(), x, state0,
+                                                  mask, self._dropout_fn(), record)
         run = None
         if record:
             run = {"layers": recs, "state0": state0, "unbatched": unbatched,
-                   "input": np.asarray(to_numpy(input, "input"), dtype=self.dtype)}
+                   "input": np.asarray(given, dtype=self.dtype)}
         if unbatched:
             output = output[:, 0]  # (L, D*H_out)
             state = tuple(s[:, 0] for s in state)

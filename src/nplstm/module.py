@@ -19,12 +19,19 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_dtype(dtype):
-    """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in _DTYPES:
+    """``np.dtype`` of float32 or float64; also takes ``torch.float32``/``torch.float64``.
+
+    ``None`` is refused (NumPy would read it as float64; PyTorch as float32).
+    """
+    dt = None
+    if dtype is not None:
+        name = str(dtype)  # a torch dtype is read by its name: no torch import
+        try:
+            dt = np.dtype(name[len("torch."):] if name.startswith("torch.") else dtype)
+        except TypeError:
+            pass
+    # `dt in _DTYPES` alone would not do: np.dtype("float64") == None is True.
+    if dt is None or dt not in _DTYPES:
         raise TypeError(f"dtype must be numpy.float32 or numpy.float64, got {dtype!r}")
     return dt
 
@@ -51,6 +58,8 @@ def to_numpy(value, name):
     bfloat16 tensors, which NumPy cannot hold, are widened to float32 first.
     """
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch.Tensor
+        if getattr(value, "is_meta", False):
+            raise ValueError(f"{name} is a tensor on the 'meta' device, which holds no data")
         value = value.detach().cpu()
         if str(getattr(value, "dtype", "")) == "torch.bfloat16":
             value = value.float()
@@ -63,6 +72,17 @@ def to_numpy(value, name):
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
     return arr
+
+
+def check_gate_rows(layer, family, key, rows, hidden_size):
+    """``weight_ih`` must have ``num_gates * hidden_size`` rows; else name what it is."""
+    if rows == family.num_gates * hidden_size:
+        return
+    kinds = {4: "an LSTM's", 3: "a GRU's", 1: "an RNN's"}
+    guess = kinds.get(rows // hidden_size) if rows % hidden_size == 0 else None
+    raise ValueError(f"{key} has {rows} rows; a {layer} with hidden_size {hidden_size} needs "
+                     f"{family.num_gates} x {hidden_size} = {family.num_gates * hidden_size}"
+                     + (f" (these look like {guess} weights)" if guess else ""))
 
 
 def uniform_init(rng, shapes, bound, dtype):
@@ -101,7 +121,21 @@ class Module:
         params = self.__dict__.get("_params", {})
         if name in params:
             return params[name]
+        if name in self._optional_params:  # bias=False: None, as in PyTorch
+            return None
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    #: Parameter names that read as None when the layer was built without them.
+    _optional_params = ()
+
+    def __getstate__(self):
+        # Pickle/deepcopy: keep the parameters, rebuild the prepared copies on use.
+        return {**self.__dict__, "_prepared": None}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        for arr in self._params.values():  # pickling does not keep the read-only flag
+            arr.flags.writeable = False
 
     def __setattr__(self, name, value):
         if name in self.__dict__.get("_params", {}):
@@ -149,6 +183,7 @@ class Module:
         shapes = self._param_shapes()
         missing = [k for k in shapes if k not in given]
         unexpected = [given[k] for k in given if k not in shapes]
+        unexpected += [repr(k) for k in state_dict if not isinstance(k, str)]
         arrays, problems = {}, []
         for key in shapes:
             if key not in given:
@@ -194,6 +229,8 @@ class Module:
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"state_dict must be a mapping of names to arrays, got "
                             f"{type(state_dict).__name__}")
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         keys = {k[len(prefix):]: state_dict[k] for k in state_dict
                 if isinstance(k, str) and k.startswith(prefix)}
         config = cls._config_from_keys(keys, prefix)

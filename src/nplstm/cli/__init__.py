@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, OSError, NotImplementedError) as exc:
         print(f"nplstm {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print(f"nplstm {args.command}: error: not enough memory for these sizes",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,6 +26,7 @@ examples:
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
 OPTIONS = ("num_layers", "bidirectional", "batch_first", "proj_size", "bias")
+FROM_FILE = ("num_layers", "bidirectional", "proj_size", "bias")  # what --weights decides
 
 
 def register(sub):
@@ -82,6 +83,8 @@ def grid(args):
             if cfg["proj_size"] and cell != "lstm":
                 if "proj_size" in fixed:
                     raise CLIError(f"--proj-size is an LSTM option, not {cell}'s")
+                continue
+            if cfg["proj_size"] >= args.hidden_size:  # the grid's proj 2 needs hidden >= 3
                 continue
             out.append(cfg)
     return out
@@ -157,6 +160,11 @@ def _load(args):
 
     if not args.cell or len(args.cell) != 1:
         raise CLIError("--weights needs exactly one --cell (lstm, gru or rnn)")
+    named = [f"--{k.replace('_', '-')}" for k in FROM_FILE if getattr(args, k) is not None]
+    if named:
+        raise CLIError(f"{', '.join(named)}: the layer options come from --weights "
+                       f"{args.weights}; only --batch-first, --unbatched, --with-state "
+                       "and --dtype vary")
     return load_weights(args.weights)
 
 
@@ -174,9 +182,10 @@ def run(args):
     if sd is not None:  # the file fixes sizes and layer options
         import nplstm
 
+
         cls = {"lstm": nplstm.LSTM, "gru": nplstm.GRU, "rnn": nplstm.RNN}[args.cell[0]]
         layer = cls.from_state_dict(sd, args.prefix)
-        for key in OPTIONS + ("input_size", "hidden_size"):
+        for key in FROM_FILE + ("input_size", "hidden_size"):
             setattr(args, key, getattr(layer, key))
     configs = grid(args)
     sizes = (args.input_size, args.hidden_size, args.seq_len, args.batch)
