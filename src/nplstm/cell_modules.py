@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from . import cells
-from .module import Module, check_bool, check_size, to_numpy
+from . import cells, loop
+from .module import Module, check_bool, check_gate_rows, check_size, to_numpy
 
 
 class _CellBase(Module):
@@ -36,11 +36,14 @@ class _CellBase(Module):
             shapes.update(bias_ih=(GH,), bias_hh=(GH,))
         return shapes
 
+    _optional_params = ("bias_ih", "bias_hh")
+
     @classmethod
     def _config_from_keys(cls, keys, prefix):
         rows, input_size = cls._shape(keys, "weight_ih", prefix, 2)
-        return dict(input_size=input_size, hidden_size=rows // cls.family.num_gates,
-                    bias="bias_ih" in keys)
+        hidden_size = cls._shape(keys, "weight_hh", prefix, 2)[1]
+        check_gate_rows(cls.__name__, cls.family, prefix + "weight_ih", rows, hidden_size)
+        return dict(input_size=input_size, hidden_size=hidden_size, bias="bias_ih" in keys)
 
     def _weights(self):
         if self._prepared is None:
@@ -70,9 +73,8 @@ class _CellBase(Module):
         unbatched = x.ndim == 1
         x = np.asarray(x, dtype=self.dtype).reshape(-1, self.input_size)  # (N, H_in)
         state = self._initial_state(hx, x.shape[0], unbatched)
-        w = self._weights()
-        xp = w.project(x)  # (N, G*H)
-        state = self.family.step(xp, state, w, record)
+        if x.shape[0]:  # an empty batch (N = 0) keeps its empty state, as in PyTorch
+            state = loop.run_cell(self.family, self._weights(), x, state, record)
         if unbatched:
             state = tuple(s[0] for s in state)
         return state, unbatched
@@ -162,6 +164,8 @@ class Linear(Module):
         self.out_features = check_size("out_features", out_features)
         self.bias_enabled = check_bool("bias", bias)
         self._init_params(1.0 / math.sqrt(self.in_features))
+
+    _optional_params = ("bias",)
 
     @classmethod
     def _config_from_keys(cls, keys, prefix):

@@ -1,93 +1,222 @@
-"""One time step of each cell family, fused: one matmul per step.
+"""One time step of each cell family, fused and laid out for speed.
 
-The layers in :mod:`nplstm.layers` do the input projection for every time step
-at once (``xp = x @ W_ih.T + b``, shape ``(L, N, G*H)``) and then call a step
-function here for each ``t``. A step takes
+The per-gate functions of :mod:`nplstm.gates` are the readable version of this
+math; the tests hold the two together (and both against PyTorch). Here every
+trick is applied once, at load time or in shared plumbing, and explained:
 
-* ``xp_t``   the projected input of this step, ``(N, G*H)``,
-* ``state``  a tuple: ``(h,)`` for GRU/RNN, ``(h, c)`` for LSTM,
-* ``w``      the :class:`Weights` prepared once per layer and direction,
-* ``record`` ``None``, or a dict the step fills with its gate activations
-  (that is how :meth:`LSTM.trace` sees inside without a second code path),
+1. **One matmul per step.** The input projection of many steps is one GEMM
+   before the time loop (:meth:`Weights.project`, in chunks so the workspace
+   does not grow with the sequence); each step does one ``W_hh @ h``.
+2. **Gate-major layout.** Inside the loop every array is ``(features, N)``:
+   gates ``(G*H, N)``, states ``(H, N)``. Each gate is then a *contiguous* block
+   of rows (ufuncs on column slices of ``(N, G*H)`` are several times slower),
+   and ``W_hh @ h`` with ``W_hh`` C-contiguous is BLAS's favourite orientation.
+   The same code serves N = 1, where ``(H, 1)`` is simply a contiguous vector.
+3. **One tanh for all gates.** σ(x) = ½·tanh(½x) + ½. The rows of the sigmoid
+   gates are multiplied by ½ once, at load time (exact: a power of two), so one
+   ``np.tanh`` over the whole gate block serves σ and tanh gates alike, followed
+   by ``*½ + ½`` on the sigmoid rows only. The rows are reordered so those are
+   adjacent: LSTM ``o, i, f, g`` (PyTorch stores ``i, f, g, o``), GRU ``r, z, n``.
+4. **Few, cheap NumPy calls.** Every buffer and every view a step touches is
+   made once per run in a :class:`Workspace`; a step is a short list of ufuncs
+   with positional ``out`` and 0-d constants of the right dtype (a Python float
+   costs a conversion on every call). The LSTM keeps ``c`` right after ``g`` so
+   ``[i, f] * [g, c]`` is a single multiply.
 
-and returns the new state tuple. The per-gate functions of :mod:`nplstm.gates`
-compute the same numbers one gate at a time; the tests hold the two together.
+A step takes ``(xp_t, state, ws, record)``: the projected input ``(G*H, N)``,
+the state tuple (``(h, c)`` or ``(h,)``, each ``(H, N)``), the workspace, and
+``None`` or a dict it fills with views of its gate activations (that is how
+:meth:`LSTM.trace` sees inside without a second code path). It writes the new
+``h`` into ``ws.out`` (the loop points it at the output row) and returns the
+new state tuple.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Optional
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from .gates import NONLINEARITIES
-
-
-def _sigmoid(x, out=None):
-    """σ(x) = ½·tanh(½x) + ½: never overflows, one ufunc chain, in place."""
-    out = np.multiply(x, 0.5, out=out)
-    np.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-    return out
+#: Input-projection workspace per chunk, in elements: ~2 MiB in float32. Long
+#: sequences are projected this many gate values at a time (goal: memory that
+#: does not grow with L beyond the output itself).
+CHUNK_ELEMENTS = 1 << 19
 
 
 @dataclass
 class Weights:
     """One layer-direction's parameters, laid out once for the time loop.
 
-    ``W_ih_T`` ``(H_in, G*H)`` and ``W_hh_T`` ``(H_out, G*H)`` are contiguous
-    copies of the transposes, so each step is a plain row-major matmul.
-    ``b_x`` is added to the input projection; ``b_h`` is whatever bias must
-    stay inside the step (GRU's ``b_hn``); ``W_hr_T`` is LSTM's projection.
+    ``W_ih`` ``(G*H, H_in)`` and ``W_hh`` ``(G*H, H_out)`` are C-contiguous,
+    rows in kernel order with sigmoid rows halved (see the module docstring).
+    ``b_x`` ``(G*H, 1)`` goes into the input projection; ``b_h`` ``(H, 1)`` is
+    the bias that must stay inside the step (GRU's ``b_hn``); ``W_hr``
+    ``(proj_size, H)`` is the LSTM's projection; ``relu`` picks the RNN's
+    nonlinearity.
     """
 
-    W_ih_T: np.ndarray
-    W_hh_T: np.ndarray
-    b_x: Optional[np.ndarray]
-    b_h: Optional[np.ndarray] = None
-    W_hr_T: Optional[np.ndarray] = None
-    act: Optional[Callable] = None  # RNN's nonlinearity
+    W_ih: np.ndarray
+    W_hh: np.ndarray
+    b_x: np.ndarray | None
+    b_h: np.ndarray | None = None
+    W_hr: np.ndarray | None = None
+    relu: bool = False
+    G: int = 1  # gates
+    H: int = 0  # hidden_size
+    #: Idle workspaces by batch size, reused by later calls (a stream of one-step
+    #: calls would otherwise allocate its buffers every call). A run takes one
+    #: out and puts it back when done, so concurrent calls never share one.
+    pool: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        self.b_row = None if self.b_x is None else self.b_x[:, 0]  # (G*H,) view
 
     def project(self, x):
-        """Input projection of every step at once: ``(L, N, H_in) -> (L, N, G*H)``."""
-        xp = x @ self.W_ih_T  # (L, N, G*H)
+        """Input projection of a chunk of steps: ``(T, N, H_in) -> (T, G*H, N)``."""
+        T, N, H_in = x.shape
+        if N == 1:
+            xp = np.matmul(x.reshape(T, H_in), self.W_ih.T)  # (T, G*H): contiguous rows
+            if self.b_x is not None:
+                np.add(xp, self.b_row, xp)
+            return xp.reshape(T, -1, 1)  # (T, G*H, 1)
+        xp = self.W_ih @ x.reshape(T * N, H_in).T  # (G*H, T*N), one GEMM
         if self.b_x is not None:
             xp += self.b_x
-        return xp
+        return xp.reshape(-1, T, N).transpose(1, 0, 2)  # (T, G*H, N) view
+
+    def project_step(self, x_t, out):
+        """One step's projection into ``out`` ``(G*H, N)``: the same products as
+        :meth:`project` (same orientation), without its allocations."""
+        if out.shape[1] == 1:
+            np.matmul(x_t, self.W_ih.T, out.T)  # (1, G*H)
+        else:
+            np.matmul(self.W_ih, x_t.T, out)  # (G*H, N)
+        if self.b_x is not None:
+            np.add(out, self.b_x, out)
+        return out
 
 
-def _T(a):
-    return np.ascontiguousarray(a.T)
+def _prepare(p, order, sigmoid_rows):
+    """Reorder gate blocks (PyTorch index -> kernel position), halve sigmoid rows.
+
+    ``order`` lists PyTorch's gate indices in kernel order; the first
+    ``sigmoid_rows`` gates of the new order are multiplied by ½. Returns
+    ``(H, W_ih, W_hh, b_ih, b_hh)``, the arrays reordered and C-contiguous.
+    """
+    G = len(order)
+    H = p["weight_ih"].shape[0] // G
+    rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
+    scale = np.ones((G * H, 1), p["weight_ih"].dtype)
+    scale[:sigmoid_rows * H] = 0.5
+
+    def fix(a):
+        if a is None:
+            return None
+        a = a[rows] * (scale if a.ndim == 2 else scale[:, 0])  # exact: ×½ or ×1
+        return np.ascontiguousarray(a)
+
+    return H, fix(p["weight_ih"]), fix(p["weight_hh"]), fix(p.get("bias_ih")), \
+        fix(p.get("bias_hh"))
+
+
+class Workspace:
+    """Per-run buffers and views for one layer-direction and batch size N.
+
+    Kept in ``Weights.pool`` between calls (see :func:`take_workspace`); one
+    run uses it at a time, so layers are safe to call from several threads.
+    ``out`` is set by the loop before each step.
+    """
+
+    def __init__(self, w, N, dtype):
+        self.w = w
+        self.W_hh = w.W_hh
+        self.half = dtype.type(0.5)
+        self.zero = dtype.type(0.0)
+        self.out = None
+        self.xp = np.empty((w.W_ih.shape[0], N), dtype)  # one step's projection
+
+
+def take_workspace(family, w, N, dtype):
+    """An idle workspace for batch size N from ``w.pool``, or a new one."""
+    idle = w.pool.get((N, dtype))
+    try:
+        return idle.pop()
+    except (AttributeError, IndexError):  # no list yet, or it is empty
+        return family.workspace(w, N, dtype)
+
+
+def give_back(w, ws, N, dtype):
+    """Return a workspace to the pool (at most a few batch sizes are kept)."""
+    if (N, dtype) not in w.pool and len(w.pool) >= 4:
+        w.pool.clear()
+    w.pool.setdefault((N, dtype), []).append(ws)
+
+
+def chunk_steps(w, N):
+    """Steps per input-projection chunk: ``CHUNK_ELEMENTS`` gate values at most."""
+    return max(1, CHUNK_ELEMENTS // (w.W_ih.shape[0] * N))
 
 
 # --------------------------------------------------------------------- LSTM --
 
+# Kernel order o, i, f, g: sigmoid rows o, i, f first (one contiguous block),
+# then g, and the workspace keeps c right after g so that [i, f] * [g, c] is one
+# contiguous multiply.
+_LSTM_ORDER = (3, 0, 1, 2)
+
 
 def lstm_prepare(p, nonlinearity=None):
     """Fold both biases into the input projection: b = b_ih + b_hh."""
-    b = None if p.get("bias_ih") is None else p["bias_ih"] + p["bias_hh"]
+    H, W_ih, W_hh, b_ih, b_hh = _prepare(p, _LSTM_ORDER, sigmoid_rows=3)
+    b = None if b_ih is None else (b_ih + b_hh)[:, None]  # (4H, 1)
     hr = p.get("weight_hr")
-    return Weights(_T(p["weight_ih"]), _T(p["weight_hh"]), b,
-                   W_hr_T=None if hr is None else _T(hr))
+    return Weights(W_ih, W_hh, b, W_hr=None if hr is None else np.ascontiguousarray(hr),
+                   G=4, H=H)
 
 
-def lstm_step(xp_t, state, w, record=None):
+def lstm_workspace(w, N, dtype):
+    ws = Workspace(w, N, dtype)
+    H = w.H
+    z = np.empty((5 * H, N), dtype)  # rows o | i | f | g | c
+    ws.pre = z[:4 * H]  # (4H, N) the gate pre-activations, then activations
+    ws.sig = z[:3 * H]  # o, i, f: the sigmoid rows
+    ws.o, ws.i, ws.f, ws.g = (z[k * H:(k + 1) * H] for k in range(4))
+    ws.i_f, ws.g_c = z[H:3 * H], z[3 * H:5 * H]  # multiplied pairwise: i·g, f·c
+    ws.c = z[4 * H:]  # (H, N)
+    prod = np.empty((2 * H, N), dtype)
+    ws.prod, ws.ig, ws.fc = prod, prod[:H], prod[H:]
+    ws.tanh_c = np.empty((H, N), dtype)
+    ws.W_hr = w.W_hr
+    if w.W_hr is not None:
+        ws.h_full = np.empty((H, N), dtype)
+        ws.h_proj = np.empty((w.W_hr.shape[0], N), dtype)
+    return ws
+
+
+def lstm_step(xp_t, state, ws, record=None):
     """i, f, g, o from one matmul; c = f⊙c + i⊙g; h = o⊙tanh(c) (then W_hr)."""
     h_prev, c_prev = state
-    H = c_prev.shape[-1]
-    gates = xp_t + h_prev @ w.W_hh_T  # (N, 4H), rows i | f | g | o
-    i = _sigmoid(gates[:, 0 * H:1 * H])
-    f = _sigmoid(gates[:, 1 * H:2 * H])
-    g = np.tanh(gates[:, 2 * H:3 * H])
-    o = _sigmoid(gates[:, 3 * H:4 * H])
-    c = f * c_prev + i * g  # (N, H)
-    h = o * np.tanh(c)  # (N, H)
-    if w.W_hr_T is not None:
-        h = h @ w.W_hr_T  # (N, proj_size)
+    if c_prev is not ws.c:
+        np.copyto(ws.c, c_prev)
+    pre, sig, half = ws.pre, ws.sig, ws.half
+    np.matmul(ws.W_hh, h_prev, pre)  # (4H, N) rows o|i|f|g, o/i/f pre-halved
+    np.add(pre, xp_t, pre)
+    np.tanh(pre, pre)  # g = tanh(·); o, i, f = tanh(½·) so far
+    np.multiply(sig, half, sig)
+    np.add(sig, half, sig)  # o, i, f = ½·tanh(½x) + ½ = σ(x)
+    np.multiply(ws.i_f, ws.g_c, ws.prod)  # [i⊙g, f⊙c]
+    c = np.add(ws.fc, ws.ig, ws.c)  # c = f⊙c + i⊙g  (H, N), in place
+    np.tanh(c, ws.tanh_c)
+    if ws.W_hr is None:
+        h = np.multiply(ws.o, ws.tanh_c, ws.out)  # h = o⊙tanh(c)  (H, N)
+    else:
+        np.multiply(ws.o, ws.tanh_c, ws.h_full)
+        h = np.matmul(ws.W_hr, ws.h_full, ws.h_proj)  # (proj_size, N)
+        np.copyto(ws.out, h)
+        h = ws.out
     if record is not None:
-        record.update(i=i, f=f, g=g, o=o)
+        record.update(i=ws.i, f=ws.f, g=ws.g, o=ws.o)
     return h, c
 
 
@@ -95,24 +224,49 @@ def lstm_step(xp_t, state, w, record=None):
 
 
 def gru_prepare(p, nonlinearity=None):
-    """b_ih goes into the projection; b_hh stays in the step (b_hn sits inside r⊙(...))."""
-    return Weights(_T(p["weight_ih"]), _T(p["weight_hh"]), p.get("bias_ih"),
-                   b_h=p.get("bias_hh"))
+    """b_hr, b_hz join b_ih in the projection; b_hn stays (it sits inside r⊙(...))."""
+    H, W_ih, W_hh, b_ih, b_hh = _prepare(p, (0, 1, 2), sigmoid_rows=2)
+    b_x = b_h = None
+    if b_ih is not None:
+        b_x = b_ih.copy()
+        b_x[:2 * H] += b_hh[:2 * H]
+        b_x, b_h = b_x[:, None], b_hh[2 * H:, None]  # (3H, 1), (H, 1)
+    return Weights(W_ih, W_hh, b_x, b_h=b_h, G=3, H=H)
 
 
-def gru_step(xp_t, state, w, record=None):
-    """r, z from x and h; n = tanh(x_n + r⊙(W_hn h + b_hn)); h = (1−z)⊙n + z⊙h."""
+def gru_workspace(w, N, dtype):
+    ws = Workspace(w, N, dtype)
+    H = w.H
+    ws.pre = np.empty((3 * H, N), dtype)  # W_hh @ h, rows r | z | n
+    ws.rz, ws.r, ws.z, ws.hn = ws.pre[:2 * H], ws.pre[:H], ws.pre[H:2 * H], ws.pre[2 * H:]
+    ws.n = np.empty((H, N), dtype)
+    ws.d = np.empty((H, N), dtype)
+    ws.b_h = w.b_h
+    ws.H = H
+    return ws
+
+
+def gru_step(xp_t, state, ws, record=None):
+    """r, z from x and h; n = tanh(x_n + r⊙(W_hn h + b_hn)); h = n + z⊙(h − n)."""
     (h_prev,) = state
-    H = h_prev.shape[-1]
-    gh = h_prev @ w.W_hh_T  # (N, 3H), rows r | z | n
-    if w.b_h is not None:
-        gh += w.b_h
-    r = _sigmoid(xp_t[:, 0 * H:1 * H] + gh[:, 0 * H:1 * H])
-    z = _sigmoid(xp_t[:, 1 * H:2 * H] + gh[:, 1 * H:2 * H])
-    n = np.tanh(xp_t[:, 2 * H:3 * H] + r * gh[:, 2 * H:3 * H])
-    h = (1 - z) * n + z * h_prev  # (N, H)
+    H2, half, n, d = 2 * ws.H, ws.half, ws.n, ws.d
+    np.matmul(ws.W_hh, h_prev, ws.pre)  # (3H, N) rows r|z|n, r/z pre-halved
+    rz = np.add(ws.rz, xp_t[:H2], ws.rz)
+    np.tanh(rz, rz)
+    np.multiply(rz, half, rz)
+    np.add(rz, half, rz)  # r, z = σ(·)
+    hn = ws.hn
+    if ws.b_h is not None:
+        np.add(hn, ws.b_h, hn)  # W_hn h + b_hn
+    np.multiply(ws.r, hn, n)
+    np.add(n, xp_t[H2:], n)
+    np.tanh(n, n)  # n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn))
+    # PyTorch's own form of (1 − z)⊙n + z⊙h, so the rounding matches too
+    np.subtract(h_prev, n, d)
+    np.multiply(d, ws.z, d)
+    h = np.add(d, n, ws.out)
     if record is not None:
-        record.update(r=r, z=z, n=n)
+        record.update(r=ws.r, z=ws.z, n=n)
     return (h,)
 
 
@@ -121,16 +275,26 @@ def gru_step(xp_t, state, w, record=None):
 
 def rnn_prepare(p, nonlinearity="tanh"):
     """Both biases fold into the projection, as for the LSTM."""
-    b = None if p.get("bias_ih") is None else p["bias_ih"] + p["bias_hh"]
-    return Weights(_T(p["weight_ih"]), _T(p["weight_hh"]), b,
-                   act=NONLINEARITIES[nonlinearity])
+    H, W_ih, W_hh, b_ih, b_hh = _prepare(p, (0,), sigmoid_rows=0)
+    b = None if b_ih is None else (b_ih + b_hh)[:, None]
+    return Weights(W_ih, W_hh, b, relu=nonlinearity == "relu", G=1, H=H)
 
 
-def rnn_step(xp_t, state, w, record=None):
+def rnn_workspace(w, N, dtype):
+    ws = Workspace(w, N, dtype)
+    ws.pre = np.empty((w.H, N), dtype)
+    ws.relu = w.relu
+    return ws
+
+
+def rnn_step(xp_t, state, ws, record=None):
     """h = act(W_ih x + b_ih + W_hh h + b_hh)."""
     (h_prev,) = state
-    h = w.act(xp_t + h_prev @ w.W_hh_T)  # (N, H)
-    return (h,)
+    pre = np.matmul(ws.W_hh, h_prev, ws.pre)  # (H, N)
+    np.add(pre, xp_t, pre)
+    if ws.relu:
+        return (np.maximum(pre, ws.zero, out=ws.out),)
+    return (np.tanh(pre, ws.out),)
 
 
 # ------------------------------------------------------------------ families --
@@ -144,11 +308,13 @@ class Family:
     num_gates: int
     gates: tuple  # names of the recorded gate activations, PyTorch's order
     states: tuple  # names of the state tuple: ("h", "c") or ("h",)
-    prepare: Callable
-    step: Callable
+    prepare: Callable  # PyTorch-keyed params -> Weights, once per load
+    workspace: Callable  # (Weights, N, dtype) -> Workspace, once per run
+    step: Callable  # (xp_t, state, ws, record) -> new state tuple
 
 
-LSTM = Family("lstm", 4, ("i", "f", "g", "o"), ("h", "c"), lstm_prepare, lstm_step)
-GRU = Family("gru", 3, ("r", "z", "n"), ("h",), gru_prepare, gru_step)
-RNN = Family("rnn", 1, (), ("h",), rnn_prepare, rnn_step)
+LSTM = Family("lstm", 4, ("i", "f", "g", "o"), ("h", "c"), lstm_prepare, lstm_workspace,
+              lstm_step)
+GRU = Family("gru", 3, ("r", "z", "n"), ("h",), gru_prepare, gru_workspace, gru_step)
+RNN = Family("rnn", 1, (), ("h",), rnn_prepare, rnn_workspace, rnn_step)
 FAMILIES = {f.name: f for f in (LSTM, GRU, RNN)}

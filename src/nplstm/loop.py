@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import cells
 from .module import to_numpy
 
 
@@ -31,40 +32,116 @@ def length_mask(lengths, L, N, unbatched):
     return (np.arange(L)[:, None] < arr[None, :])[:, :, None]  # (L, N, 1)
 
 
-def run_direction(family, w, xp, state, mask, reverse, record):
+def _chunks(L, size, reverse):
+    """``(start, stop)`` of consecutive chunks of ``range(L)``, last first if reverse."""
+    bounds = [(a, min(a + size, L)) for a in range(0, L, size)]
+    return bounds[::-1] if reverse else bounds
+
+
+def run_direction(family, w, x, state, mask, reverse, record, final=None):
     """Run one direction of one layer over time.
 
-    xp: ``(L, N, G*H)`` projected input; state: tuple of ``(N, H)``.
+    x: ``(L, N, H_in)`` layer input, projected here chunk by chunk (the
+    workspace does not grow with L); state: tuple of ``(N, H)``.
     Returns ``(y (L, N, H_out), final state tuple, rec)``; ``rec`` maps gate and
     state names to ``(L, N, H)`` arrays when ``record`` is set, else None.
     Where ``mask`` is False the step is skipped: the state is carried on
     unchanged and the output (and record) is zero, as in PyTorch's packed path.
+    Recording only copies what the step computed, so a traced run and a plain
+    run do the same arithmetic and give identical results. ``final``: arrays
+    ``(N, H)`` to write the final state into (else new ones).
     """
-    L, N = xp.shape[:2]
-    H_out = state[0].shape[-1]
-    y = np.empty((L, N, H_out), dtype=xp.dtype)  # (L, N, H_out)
-    rec = {} if record else None
-    step_rec = {} if record else None
-    steps = range(L - 1, -1, -1) if reverse else range(L)
-    for t in steps:
-        new = family.step(xp[t], state, w, step_rec)
-        if mask is not None:
-            m = mask[t]  # (N, 1)
-            new = tuple(np.where(m, s_new, s_old) for s_new, s_old in zip(new, state))
-        state = new
-        y[t] = state[0]
-        if record:
-            step_rec.update(zip(family.states, state))
-            for name, value in step_rec.items():
-                if name not in rec:
-                    rec[name] = np.empty((L,) + value.shape, dtype=value.dtype)
-                rec[name][t] = value
+    L, N = x.shape[:2]
+    ws = cells.take_workspace(family, w, N, x.dtype)
+    y = np.empty((L, N, state[0].shape[-1]), dtype=x.dtype)  # (L, N, H_out)
+    yT = y.transpose(0, 2, 1)  # (L, H_out, N): the steps write h here, gate-major
+    state = tuple(s.T for s in state)  # gate-major (H, N) views
+    step, rec, step_rec = family.step, None, None
+    if record:
+        rec, step_rec = {}, {}
+    keep = None if mask is None else mask[:, :, 0]  # (L, N)
+    if L == 1 and keep is None and not record:  # a stream's one-step call: lean
+        ws.out = yT[0]
+        state = step(w.project_step(x[0], ws.xp), state, ws, None)
+        if state[0] is not ws.out:
+            np.copyto(ws.out, state[0])
+            state = (ws.out,) + state[1:]
+        return _finish(w, ws, y, state, final, None, None)
+    chunk = cells.chunk_steps(w, N)
+    for start, stop in ((0, L),) if L <= chunk else _chunks(L, chunk, reverse):
+        xp = xp_t = None  # free the last chunk (views keep it alive) before the next
+        xp = w.project(x[start:stop])  # (T, G*H, N)
+        outs = yT[start:stop]
+        if reverse:
+            xp, outs = xp[::-1], outs[::-1]
+        if keep is None and not record:  # the hot loop
+            for xp_t, out in zip(xp, outs):
+                ws.out = out
+                state = step(xp_t, state, ws, None)
+                if state[0] is not out:  # a step that did not write in place
+                    np.copyto(out, state[0])
+                    state = (out,) + state[1:]
+            continue
+        ts = range(stop - 1, start - 1, -1) if reverse else range(start, stop)
+        for t, xp_t, out in zip(ts, xp, outs):
+            ws.out = out
+            old = None if keep is None else tuple(s.copy() for s in state)
+            state = step(xp_t, state, ws, step_rec)
+            if state[0] is not out:
+                np.copyto(out, state[0])
+                state = (out,) + state[1:]
+            if old is not None:  # finished sequences carry their state on
+                for s_new, s_old in zip(state, old):
+                    np.copyto(s_new, s_old, where=~keep[t])
+            if record:
+                _record(rec, step_rec, family, state, t, L)
+    return _finish(w, ws, y, state, final, mask, rec)
+
+
+def _finish(w, ws, y, state, final, mask, rec):
+    """Final states out (before y is masked), workspace back, masks applied."""
+    if final is None:
+        final = tuple(np.empty(s.T.shape, s.dtype) for s in state)
+    for f, s in zip(final, state):  # (N, H)
+        np.copyto(f, s.T)
+    ws.out = None
+    cells.give_back(w, ws, y.shape[1], y.dtype)
     if mask is not None:
         y *= mask
-        if record:
+        if rec:
             for value in rec.values():
                 value *= mask
-    return y, state, rec
+    return y, final, rec
+
+
+def _record(rec, step_rec, family, state, t, L):
+    """Copy step t's gates (views into the workspace) and states into ``rec``."""
+    step_rec.update(zip(family.states, state))
+    for name, value in step_rec.items():  # value: (H, N)
+        if name not in rec:
+            rec[name] = np.empty((L,) + value.T.shape, dtype=value.dtype)
+        rec[name][t] = value.T
+
+
+def run_cell(family, w, x, state, record=None):
+    """One step of a cell: x ``(N, H_in)``, state tuple of ``(N, H)`` -> new state.
+
+    The same projection, workspace and step as the layers, so a cell stepped
+    over a sequence gives exactly the layer's numbers. With ``record`` a dict,
+    it is filled with the gate activations, ``(N, H)`` each.
+    """
+    N = x.shape[0]
+    ws = cells.take_workspace(family, w, N, x.dtype)
+    out = np.empty((state[0].shape[-1], N), dtype=x.dtype)  # (H, N)
+    ws.out = out
+    step_rec = None if record is None else {}
+    new = family.step(w.project_step(x, ws.xp), tuple(s.T for s in state), ws, step_rec)
+    if record is not None:
+        record.update({name: v.T.copy() for name, v in step_rec.items()})
+    new = tuple(s.T.copy() for s in new)
+    ws.out = None
+    cells.give_back(w, ws, N, x.dtype)
+    return new
 
 
 def run_layers(family, weights, x, state0, mask, dropout, record):
@@ -77,17 +154,14 @@ def run_layers(family, weights, x, state0, mask, dropout, record):
     layer, or None.
     """
     D = len(weights[0])
-    finals = [np.empty_like(s) for s in state0]
+    finals = tuple(np.empty_like(s) for s in state0)
     recs = [] if record else None
     for k, layer in enumerate(weights):
         ys, layer_rec = [], []
         for d, w in enumerate(layer):
             j = k * D + d
-            xp = w.project(x)  # (L, N, G*H)
-            y, state, rec = run_direction(family, w, xp, tuple(s[j] for s in state0),
-                                          mask, d == 1, record)
-            for final, s in zip(finals, state):
-                final[j] = s
+            y, _, rec = run_direction(family, w, x, tuple(s[j] for s in state0), mask,
+                                      d == 1, record, tuple(f[j] for f in finals))
             ys.append(y)
             layer_rec.append(rec)
         if record:
@@ -95,4 +169,4 @@ def run_layers(family, weights, x, state0, mask, dropout, record):
         x = ys[0] if D == 1 else np.concatenate(ys, axis=-1)  # (L, N, D*H_out)
         if dropout is not None and k < len(weights) - 1:
             x = dropout(x)
-    return x, tuple(finals), recs
+    return x, finals, recs

@@ -1,0 +1,102 @@
+"""``nplstm bench``: nplstm's speed against torch and onnxruntime, side by side.
+
+Runs the configurations of issue 6 (or those named with --config) for each
+--cell and --threads, interleaving the runtimes, and prints median times,
+ratios (nplstm / other: below 1 is faster) and the largest output difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from . import CLIError
+
+EPILOG = """\
+examples:
+  nplstm bench                                   # issue 6's table, LSTM, 1 thread
+  nplstm bench --cell gru --cell rnn --threads 1,2 --json bench.json
+  nplstm bench --config 100,1,128 --config 1000,16,256 --repeats 9
+  nplstm bench --config 1000,1,128 --stream      # one step per call, state carried
+"""
+
+
+def register(sub):
+    p = sub.add_parser("bench", help="time nplstm against torch and onnxruntime",
+                       description=__doc__.split("\n\n")[1], epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cell", choices=("lstm", "gru", "rnn"), action="append",
+                   help="cell type (repeatable; default: lstm)")
+    p.add_argument("--config", action="append", metavar="T,B,H",
+                   help="sequence length, batch, hidden size (= input size); repeatable; "
+                   "default: issue 6's configurations and a 1000-step stream")
+    p.add_argument("--stream", action="store_true",
+                   help="run the --config entries as T one-step calls, state carried")
+    p.add_argument("--threads", default="1", metavar="N[,N...]",
+                   help="BLAS/torch/onnxruntime thread counts to run (default: 1)")
+    p.add_argument("--repeats", type=int, default=5, help="timed samples per runner (default: 5)")
+    p.add_argument("--min-time", type=float, default=0.005, metavar="SECONDS",
+                   help="each sample repeats the call until it lasts this long (default: 0.005)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="skip onnx's (slow) reference evaluator")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.set_defaults(func=run)
+
+
+def _ints(text, what, count=None):
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise CLIError(f"{what} must be comma-separated integers, got {text!r}") from None
+    if (count and len(values) != count) or any(v < 1 for v in values):
+        raise CLIError(f"{what} must be {count or 'some'} integers >= 1, got {text!r}")
+    return values
+
+
+def configs(args):
+    from ..bench import Config, default_configs
+
+    cells = args.cell or ["lstm"]
+    if not args.config:
+        if args.stream:
+            raise CLIError("--stream applies to --config entries; give at least one")
+        return default_configs(cells)
+    mode = "stream" if args.stream else "sequence"
+    return [Config(cell, *_ints(c, "--config", 3), mode=mode) for cell in cells
+            for c in args.config]
+
+
+def run(args):
+    from .. import bench
+
+    if args.repeats < 1:
+        raise CLIError(f"--repeats must be >= 1, got {args.repeats}")
+    if args.min_time < 0:
+        raise CLIError(f"--min-time must be >= 0, got {args.min_time}")
+    threads = _ints(args.threads, "--threads")
+    todo = configs(args)
+    try:
+        import threadpoolctl  # noqa: F401
+    except ImportError:
+        raise CLIError("bench sets BLAS threads with threadpoolctl, which is not installed: "
+                       "pip install 'nplstm[bench]'") from None
+    info = {"machine": bench.machine_info(), "blas": bench.blas_info()}
+    print(bench.describe(info), flush=True)
+    print(f"{len(todo)} configurations x threads {threads}, {args.repeats} interleaved repeats, "
+          "median times; ratio = nplstm / other (< 1: nplstm faster)\n", flush=True)
+    done = []
+
+    def progress(result):
+        done.append(result)
+        print(f"  {result['label']} threads={result['threads']}: nplstm "
+              f"{result['times_ms']['nplstm']:.3g} ms", flush=True)
+
+    out = bench.run(todo, threads, args.repeats, args.min_time, not args.no_reference, progress)
+    print()
+    print(bench.format_table(out["results"], markdown=args.markdown))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+        print(f"\nwrote {args.json}")
+    return 0

@@ -1,0 +1,97 @@
+"""`nplstm bench` runs on a tiny configuration and writes valid JSON (benchmarks
+are not tests: nothing here checks a speed)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nplstm import bench
+from nplstm.cli import main
+
+pytest.importorskip("threadpoolctl")
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+TINY = ["--config", "4,2,3", "--repeats", "1", "--min-time", "0"]
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+
+
+@pytest.mark.parametrize("mode", ["sequence", "stream"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_runtimes_agree(cell, mode):
+    """Every runtime computes nplstm's numbers: the ONNX gate-order conversion is right."""
+    res = bench.run_config(bench.Config(cell, 6, 2, 5, mode), repeats=1, min_time=0)
+    want = {"torch", "onnxruntime"} | ({"nplstm_cell", "torch_cell"} if mode == "stream"
+                                       else {"onnx_reference"})
+    assert set(res["max_abs_diff"]) == want
+    assert max(res["max_abs_diff"].values()) < 1e-5, res["max_abs_diff"]
+    assert set(res["ratio"]) == want and all(t > 0 for t in res["times_ms"].values())
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_onnx_model_is_valid(cell):
+    layer = bench.make_layer(bench.Config(cell, 1, 1, 4))
+    model = bench.onnx_model(layer)
+    onnx.checker.check_model(model, full_check=True)
+
+
+def test_cli_writes_json(tmp_path, capsys):
+    path = tmp_path / "out.json"
+    argv = ["bench", *TINY, "--cell", "gru", "--cell", "rnn", "--threads", "1,2",
+            "--json", str(path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "gru T4 B2 H3" in out and "÷onnxruntime" in out and f"wrote {path}" in out
+    data = json.loads(path.read_text())
+    assert {"machine", "blas", "results"} <= set(data)
+    assert len(data["results"]) == 4 and {r["threads"] for r in data["results"]} == {1, 2}
+    r = data["results"][0]
+    assert {"cell", "T", "B", "H", "mode", "times_ms", "ratio", "max_abs_diff"} <= set(r)
+    assert data["blas"]["blas"][0]["internal_api"]
+
+
+def test_cli_stream_and_markdown(capsys):
+    assert main(["bench", *TINY, "--stream", "--markdown", "--no-reference"]) == 0
+    out = capsys.readouterr().out
+    assert "| lstm stream B2 H3 | 1 |" in out and "onnx_reference" not in out
+
+
+def test_format_table_and_describe():
+    info = bench.run([bench.Config("rnn", 3, 1, 2)], repeats=1, min_time=0,
+                     with_reference=False)
+    text = bench.format_table(info["results"])
+    assert text.splitlines()[1].startswith("rnn T3 B1 H2")
+    assert "numpy" in bench.describe(info)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["bench", "--config", "4,2"], "--config must be 3 integers"),
+    (["bench", "--config", "4,x,2"], "--config must be comma-separated integers"),
+    (["bench", "--threads", "0"], "--threads must be some integers >= 1"),
+    (["bench", "--repeats", "0"], "--repeats must be >= 1"),
+    (["bench", "--stream"], "--stream applies to --config entries"),
+])
+def test_cli_errors(argv, match, capsys):
+    assert main(argv) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_benchmarks_script_runs(tmp_path):
+    path = tmp_path / "r.json"
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), *TINY,
+                        "--cell", "rnn", "--no-reference", "--json", str(path)],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(path.read_text())["results"][0]["label"] == "rnn T4 B2 H3"
+
+
+def test_default_configs_are_issue_6():
+    cfgs = bench.default_configs(("lstm", "gru"))
+    assert len(cfgs) == 14 and cfgs[-1].mode == "stream"
+    assert [(c.T, c.B, c.H) for c in cfgs[:6]] == bench.DEFAULT_CONFIGS
+    assert np.all([c.cell == "lstm" for c in cfgs[:7]])

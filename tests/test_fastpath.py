@@ -1,0 +1,215 @@
+"""The fast path (nplstm.cells + nplstm.loop) against PyTorch over long sequences,
+and its invariants: trace == forward bit for bit, chunked projection, streaming,
+reused workspaces, threads, memory that does not grow with the sequence."""
+
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from helpers import T, assert_close, states, to_torch_state, torch, twin
+
+import nplstm
+from nplstm import cells
+
+H_IN, H, PROJ = 7, 11, 5
+
+
+def _twin(kind, dtype, **kwargs):
+    """Default-initialised weights (a stable recurrence over 1000 steps) plus
+    random non-zero biases U(-1, 1): no zero bias hides a bug."""
+    ours, theirs = twin(kind, H_IN, H, dtype=dtype, seed=5, scale=1 / np.sqrt(H), **kwargs)
+    with torch.no_grad():
+        for name, p in theirs.named_parameters():
+            if name.startswith("bias"):
+                p.uniform_(-1, 1)
+    ours.load_state_dict(theirs.state_dict())
+    return ours, theirs
+
+
+CONFIGS = [("lstm", {}), ("lstm", {"proj_size": PROJ}), ("lstm", {"bidirectional": True}),
+           ("lstm", {"num_layers": 2, "proj_size": PROJ, "bidirectional": True}),
+           ("gru", {}), ("gru", {"num_layers": 2, "bidirectional": True}),
+           ("rnn", {}), ("rnn", {"nonlinearity": "relu", "bidirectional": True})]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("kind,kwargs", CONFIGS)
+def test_long_sequence_matches_torch(kind, kwargs, batch, dtype):
+    ours, theirs = _twin(kind, dtype, **kwargs)
+    x = np.random.default_rng(1).uniform(-1, 1, (1000, batch, H_IN)).astype(dtype)
+    with torch.no_grad():
+        want = theirs(T(x))
+    assert_close(ours(x), want, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind,kwargs", CONFIGS[:5] + CONFIGS[6:])
+def test_with_state_and_lengths_matches_torch(kind, kwargs, dtype):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    ours, theirs = _twin(kind, dtype, **kwargs)
+    rng = np.random.default_rng(2)
+    L, lengths = 60, np.array([60, 17, 1, 42])
+    x = rng.uniform(-1, 1, (L, 4, H_IN)).astype(dtype)
+    lead = (2 if ours.bidirectional else 1) * ours.num_layers
+    hx = states(kind, rng, (lead, 4, ours.output_size), (lead, 4, H), dtype)
+    got = ours(x, hx, lengths=lengths)
+    with torch.no_grad():
+        packed = pack_padded_sequence(T(x), torch.tensor(lengths), enforce_sorted=False)
+        out, state = theirs(packed, to_torch_state(hx))
+        out = pad_packed_sequence(out, total_length=L)[0]
+    assert_close(got[0], out, dtype, "output")
+    assert_close(got[1], state, dtype, "state")
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Project a few steps at a time, so sequences cross many chunk boundaries."""
+    monkeypatch.setattr(cells, "CHUNK_ELEMENTS", 64)
+
+
+@pytest.mark.parametrize("kind,kwargs", CONFIGS)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_chunked_projection(kind, kwargs, batch, small_chunks):
+    ours, theirs = _twin(kind, np.float64, **kwargs)
+    x = np.random.default_rng(3).uniform(-1, 1, (37, batch, H_IN))
+    with torch.no_grad():
+        assert_close(ours(x), theirs(T(x)), np.float64)
+
+
+def _equal(a, b):
+    if isinstance(a, tuple):
+        return all(_equal(p, q) for p, q in zip(a, b))
+    return np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+@pytest.mark.parametrize("batch,lengths", [(1, None), (3, None), (3, [5, 9, 2])])
+@pytest.mark.parametrize("kind,kwargs", CONFIGS)
+def test_trace_equals_forward_bit_for_bit(kind, kwargs, batch, lengths, chunked, monkeypatch):
+    if chunked:
+        monkeypatch.setattr(cells, "CHUNK_ELEMENTS", 64)
+    for dtype in (np.float32, np.float64):
+        ours, _ = _twin(kind, dtype, **kwargs)
+        x = np.random.default_rng(4).uniform(-1, 1, (9, batch, H_IN)).astype(dtype)
+        out = ours(x, lengths=lengths)
+        tr = ours.trace(x, lengths=lengths)
+        assert np.array_equal(tr.output, out[0])
+        assert _equal((tr.h_n, tr.c_n) if kind == "lstm" else tr.h_n, out[1])
+        # the recorded h of the last layer is the output, direction by direction
+        D, H_out = ours.num_directions, ours.output_size
+        for d in range(D):
+            assert np.array_equal(tr["h"][-1, d], out[0][..., d * H_out:(d + 1) * H_out])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize("kind,kwargs", [c for c in CONFIGS if not c[1].get("bidirectional")])
+def test_one_step_calls_equal_whole_sequence(kind, kwargs, batch, dtype):
+    """The streaming user: ``y, state = layer(x_t, state)``, one step per call."""
+    ours, theirs = _twin(kind, dtype, **kwargs)
+    x = np.random.default_rng(5).uniform(-1, 1, (200, batch, H_IN)).astype(dtype)
+    whole = ours(x)
+    state, ys = None, []
+    for x_t in x:
+        y, state = ours(x_t[None], state)
+        ys.append(y)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(np.concatenate(ys), whole[0], rtol=0, atol=tol)
+    for a, b in zip(state if kind == "lstm" else (state,),
+                    whole[1] if kind == "lstm" else (whole[1],)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol)
+    with torch.no_grad():
+        assert_close(np.concatenate(ys), theirs(T(x))[0], dtype)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_cell_stream_equals_layer_bit_for_bit(kind):
+    """A cell stepped over a sequence is the layer: bit for bit for B > 1; for B = 1
+    the layer's many-step projection is a GEMM and the cell's one step a GEMV,
+    which BLAS sums in another order, so there it is equal to rounding."""
+    layer, _ = _twin(kind, np.float32)
+    cell = {"lstm": nplstm.LSTMCell, "gru": nplstm.GRUCell, "rnn": nplstm.RNNCell}[kind](
+        H_IN, H)
+    cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})
+    for batch in (1, 3):
+        x = np.random.default_rng(6).uniform(-1, 1, (20, batch, H_IN)).astype(np.float32)
+        out = layer(x)[0]
+        state = None
+        for t in range(20):
+            state = cell(x[t, 0] if batch == 1 else x[t], state)
+            h = state[0] if kind == "lstm" else state
+            if batch == 1:
+                np.testing.assert_allclose(h, out[t, 0], rtol=0, atol=1e-6)
+            else:
+                assert np.array_equal(h, out[t])
+
+
+def test_workspaces_are_reused_and_results_repeat():
+    ours, _ = _twin("lstm", np.float32, proj_size=PROJ)
+    rng = np.random.default_rng(7)
+    xs = {n: rng.uniform(-1, 1, (12, n, H_IN)).astype(np.float32) for n in (1, 2, 3, 5, 8, 1)}
+    first = {n: ours(x) for n, x in xs.items()}
+    for n, x in list(xs.items())[::-1]:  # other batch sizes in between, more than the pool
+        assert _equal(ours(x), first[n])
+    w = ours._weights()[0][0]
+    assert 1 <= len(w.pool) <= 4
+    # outputs never alias the workspace: mutating them changes nothing next call
+    out, (h, c) = ours(xs[2])
+    out[:] = h[:] = c[:] = 7
+    assert _equal(ours(xs[2]), first[2])
+
+
+def test_threads_share_a_layer_safely():
+    ours, _ = _twin("gru", np.float64)
+    rng = np.random.default_rng(8)
+    xs = [rng.uniform(-1, 1, (300, 2, H_IN)) for _ in range(4)]
+    want = [ours(x)[0] for x in xs]
+    got = [None] * 4
+
+    def work(k):
+        for _ in range(3):
+            got[k] = ours(xs[k])[0]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(got, want):
+        assert np.array_equal(a, b)
+
+
+def test_memory_does_not_grow_with_sequence_length(monkeypatch):
+    """Workspace (beyond the output itself) is the same for L = 2,000 and 16,000."""
+    monkeypatch.setattr(cells, "CHUNK_ELEMENTS", 1 << 14)  # 128 steps per chunk here
+    layer = nplstm.LSTM(16, 32, seed=0)
+    extra = []
+    for L in (2000, 16000):
+        x = np.random.default_rng(0).standard_normal((L, 1, 16)).astype(np.float32)
+        layer(x[:3])
+        tracemalloc.start()
+        out, _ = layer(x)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        extra.append(peak - out.nbytes)
+        del out
+    assert extra[1] < extra[0] + 64 * 1024, extra
+    assert extra[1] < 2 * cells.CHUNK_ELEMENTS * 4 + 64 * 1024
+
+
+def test_prepared_weights_layout():
+    """Gate rows reordered and sigmoid rows halved once, at load time, exactly."""
+    ours, _ = _twin("lstm", np.float64)
+    w = ours._weights()[0][0]
+    W = ours.weight_hh_l0  # rows i, f, g, o
+    blocks = [W[k * H:(k + 1) * H] for k in range(4)]
+    i, f, g, o = blocks
+    np.testing.assert_array_equal(w.W_hh, np.concatenate([o / 2, i / 2, f / 2, g]))
+    assert w.W_hh.flags.c_contiguous and w.W_ih.flags.c_contiguous
+    gru, _ = _twin("gru", np.float64)
+    wg = gru._weights()[0][0]
+    np.testing.assert_array_equal(wg.W_hh[2 * H:], gru.weight_hh_l0[2 * H:])
+    np.testing.assert_array_equal(wg.b_h[:, 0], gru.bias_hh_l0[2 * H:])
