@@ -85,6 +85,8 @@ ERRORS = {
     "ambiguous": (["CKPT", "--list"], "several dicts of tensors: 'a', 'b'"),
     "unsafe": (["EVIL", "--list"], "refusing to load global 'os.system'"),
     "corrupt": (["NOISE", "--list"], "not a torch.save zip archive"),
+    "missing output directory": (["IN", "nodir/out.npz"],
+                                 "nodir does not exist: '{tmp}/nodir/out.npz'"),
 }
 
 
@@ -114,11 +116,13 @@ def state_body() -> bytes:
 def test_errors_exit_2_naming_the_problem(name, inputs, capsys):
     argv, message = ERRORS[name]
     argv = [str(inputs.get(a, a)) for a in argv]
-    if argv[1:2] and argv[1].startswith("out"):
+    if argv[1:2] and argv[1].startswith(("out", "nodir")):
         argv[1] = str(inputs["IN"].parent / argv[1])
     assert main(["convert", *argv]) == 2
     err = capsys.readouterr().err
+    message = message.format(tmp=inputs["IN"].parent)
     assert err.startswith("nplstm convert: error: ") and message in err, err
+    assert ".tmp" not in err.replace(str(inputs["IN"].parent), "")
 
 
 def test_help_has_examples(capsys):

@@ -135,6 +135,53 @@ def test_lying_safetensors_header(tmp_path, name):
         nio.load_weights(path)
 
 
+# Verdicts of the reference package (safetensors 0.8.0 ``safetensors.numpy.load``) on
+# the same bytes: the tensors, sorted by offsets, must tile the data exactly.
+def f32(begin, end, shape=None):
+    return {"dtype": "F32", "shape": [(end - begin) // 4] if shape is None else shape,
+            "data_offsets": [begin, end]}
+
+
+LAYOUTS = {
+    "exact": ({"w": f32(0, 8)}, 8, None),
+    "empty file": ({}, 0, None),
+    "zero-size tensor at the end": ({"a": f32(0, 8), "z": f32(8, 8)}, 8, None),
+    "zero-size tensor at the start": ({"z": f32(0, 0), "a": f32(0, 8)}, 8, None),
+    "trailing bytes": ({"w": f32(0, 8)}, 12, "end at data byte 8 but the file holds 12"),
+    "only trailing bytes": ({}, 2, "end at data byte 0 but the file holds 2"),
+    "gap at the start": ({"w": f32(4, 12)}, 12, "'w' starts at data byte 4.*leave a gap"),
+    "gap between": ({"a": f32(0, 8), "b": f32(12, 20)}, 20,
+                    "'b' starts at data byte 12, not right after tensor 'a'.*gap"),
+    "zero-size inside another": ({"a": f32(0, 8), "z": f32(4, 4)}, 8, "'z'.*overlap"),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_safetensors_layout_is_checked_like_the_reference(tmp_path, name):
+    header, data_size, message = LAYOUTS[name]
+    path = raw_safetensors(tmp_path / "l.safetensors", header, bytes(data_size))
+    if message is None:
+        assert list(nio.load_checkpoint(path)) == list(header)
+    else:
+        with pytest.raises(nio.WeightsFormatError, match=message):
+            nio.load_weights(path)
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_layout_verdicts_match_the_package(tmp_path, name):
+    st_numpy = pytest.importorskip("safetensors.numpy")
+    from safetensors import SafetensorError
+
+    header, data_size, message = LAYOUTS[name]
+    path = raw_safetensors(tmp_path / "l.safetensors", header, bytes(data_size))
+    try:
+        st_numpy.load_file(str(path))
+    except SafetensorError:
+        assert message is not None
+    else:
+        assert message is None
+
+
 def test_huge_header_length(tmp_path):
     path = raw_safetensors(tmp_path / "bad.safetensors", b"{}", length=2**60)
     with pytest.raises(nio.WeightsFormatError, match="header length 1152921504606846976"):
@@ -245,6 +292,16 @@ def test_unknown_suffix_on_write(tmp_path, name, hint):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("suffix", [".safetensors", ".npz"])
+def test_bytes_paths(tmp_path, suffix):
+    path = os.fsencode(tmp_path / f"w{suffix}")
+    nio.save_weights(SAMPLE, path)
+    assert_exact(nio.load_weights(path), SAMPLE)
+    assert_exact(nio.load_checkpoint(path), SAMPLE)
+    with pytest.raises(ValueError, match=r"/w\.json: cannot read \.json;"):
+        nio.load_weights(os.fsencode(tmp_path / "w.json"))
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError):
         nio.load_weights(tmp_path / "nope.safetensors")
@@ -281,7 +338,33 @@ def test_save_accepts_torch_tensors(tmp_path):
     assert got["i"].dtype == np.int64 and got["s"].shape == ()
 
 
+def test_save_refuses_meta_tensors(tmp_path):
+    torch = pytest.importorskip("torch")
+    sd = {"ok": torch.ones(2), "lstm.weight_ih_l0": torch.empty(8, 2, device="meta")}
+    with pytest.raises(ValueError, match=r"\['lstm.weight_ih_l0'\]: tensor on the 'meta' "
+                                         "device has no data"):
+        nio.save_weights(sd, tmp_path / "w.safetensors")
+    assert os.listdir(tmp_path) == []
+
+
 # ---- atomic writes -----------------------------------------------------------------
+
+
+def test_save_into_a_missing_directory_names_the_path(tmp_path):
+    path = tmp_path / "missing" / "out.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        nio.save_weights(SAMPLE, path)
+    assert info.value.filename == str(path) and ".tmp" not in str(info.value)
+    assert f"directory {tmp_path / 'missing'} does not exist" in str(info.value)
+
+
+def test_save_over_a_directory_names_the_path(tmp_path):
+    path = tmp_path / "out.safetensors"
+    path.mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        nio.save_weights(SAMPLE, path)
+    assert info.value.filename == str(path) and ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == ["out.safetensors"]
 
 
 @pytest.mark.parametrize("suffix, module, writer", [

@@ -296,15 +296,35 @@ def test_whole_module_pickle_is_refused(tmp_path):
         nio.load_weights(path)
 
 
-def test_float8_is_refused_by_name(tmp_path):
+def unsupported_tensor(name):
+    """A small tensor of torch dtype ``name``, quietly (some warn: experimental, ...)."""
+    dtype = getattr(torch, name, None)
+    if dtype is None:
+        pytest.skip(f"this torch has no {name}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name.startswith("q"):
+            return torch.quantize_per_tensor(torch.ones(2), 0.1, 0, dtype)
+        if name == "complex32":
+            return torch.ones(2, dtype=torch.complex64).to(dtype)
+        return torch.ones(2).to(dtype)
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("float8_e4m3fn", ".float()"), ("float8_e5m2", ".float()"), ("complex32", ".float()"),
+    ("qint8", ".dequantize()"), ("quint8", ".dequantize()"), ("qint32", ".dequantize()"),
+])
+def test_unsupported_dtypes_are_named_with_their_key(tmp_path, name, hint):
     import nplstm.io as nio
 
-    if not hasattr(torch, "float8_e4m3fn"):
-        pytest.skip("this torch has no float8")
-    path = tmp_path / "f8.pt"
-    torch.save({"w": torch.ones(2).to(torch.float8_e4m3fn)}, path)
-    with pytest.raises(nio.WeightsFormatError, match="float8_e4m3fn"):
+    path = tmp_path / "u.pt"
+    torch.save({"model": {"fine": torch.ones(2), "lstm.weight": unsupported_tensor(name)}},
+               path)
+    with pytest.raises(nio.WeightsFormatError) as info:
         nio.load_weights(path)
+    assert not isinstance(info.value, nio.UnsafeWeightsError)
+    assert f"unsupported dtype {name} in key 'model/lstm.weight'; " in str(info.value)
+    assert f"convert with {hint} before saving" in str(info.value)
 
 
 def test_dtype_values_in_a_checkpoint(torch_free):

@@ -12,9 +12,12 @@ import copyreg
 import io
 import pickle
 import re
+import struct
 import subprocess
 import sys
+import time
 import tracemalloc
+import warnings
 import zipfile
 
 import numpy as np
@@ -23,7 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 import nplstm.io as nio
-from nplstm.io._common import check_zip_entry
+from nplstm.io import checkpoint
+from nplstm.io._common import check_zip_archive, check_zip_entry
 
 # ---- a tiny pickle assembler ---------------------------------------------------------
 
@@ -288,6 +292,190 @@ def test_absurd_shape_errors_before_allocating(tmp_path):
 def test_huge_expanded_view_is_refused(tmp_path):
     path = write_pt(tmp_path / "s.pt", state(w=tensor(size=(10**6, 10**6), stride=(0, 0))))
     with pytest.raises(nio.WeightsFormatError, match="expanded view"):
+        nio.load_weights(path)
+
+
+def peak_bytes(func):
+    """Run ``func()``; return the peak memory tracemalloc saw (NumPy buffers included)."""
+    tracemalloc.start()
+    try:
+        func()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_expanded_views_share_one_budget_per_file(tmp_path):
+    # Four stride-0 views of one float, 40 MiB each: every one alone is allowed, but
+    # together they exceed the file's copy allowance (64 MiB beyond its 16 bytes).
+    n = 10 << 20
+    views = {f"w{i}": tensor(size=(n,), stride=(0,)) for i in range(4)}
+    path = write_pt(tmp_path / "s.pt", state(**views), {"0": bytes(16)})
+    assert path.stat().st_size < 2000
+
+    def load():
+        with pytest.raises(nio.WeightsFormatError, match="expanded view") as info:
+            nio.load_weights(path)
+        assert "from 16 bytes of storage" in str(info.value)
+
+    assert peak_bytes(load) < 48 << 20  # the first view (40 MiB) at most
+
+
+def test_one_storage_referenced_many_times_is_budgeted(tmp_path):
+    # 100 overlapping views of a 1 MiB storage (offset 1: never the whole storage, so
+    # each is a copy) would copy 100 MiB out of a 1 MiB file.
+    n = 1 << 18
+    stor = storage(numel=n)
+    views = {f"w{i}": tensor(stor, offset=1, size=(n - 1,)) for i in range(100)}
+    path = write_pt(tmp_path / "s.pt", state(**views), {"0": bytes(4 * n)})
+    with pytest.raises(nio.WeightsFormatError, match="referenced many times"):
+        nio.load_weights(path)
+
+
+def test_a_few_shared_views_load(tmp_path):
+    # Tied weights and slices of one buffer stay well inside the budget.
+    stor = storage(numel=4)
+    pkl = state(a=tensor(stor), b=tensor(stor), c=tensor(stor, offset=2, size=(2,)))
+    got = nio.load_weights(write_pt(tmp_path / "s.pt", pkl))
+    assert [v.tolist() for v in got.values()] == [[0, 1, 2, 3], [0, 1, 2, 3], [2, 3]]
+
+
+def memo_bomb(width: int, tensors: bool = False) -> bytes:
+    """A pickle of 5 nested dict levels, each dict one object shared by ``width`` keys.
+
+    The pickle's memo makes each extra reference cost a few bytes, so the file is tiny
+    while a naive walk of the tree visits ``width ** 4`` dicts.
+    """
+    node = {f"k{i}": (np.zeros(1) if tensors else i) for i in range(width)}
+    for _ in range(4):
+        node = {f"k{i}": node for i in range(width)}
+    return pickle.dumps(node, protocol=2)
+
+
+def test_shared_dicts_are_searched_once(tmp_path):
+    # width 40: about 7 s before each dict was searched once; width 100 took minutes.
+    path = write_pt(tmp_path / "memo.pt", memo_bomb(40), storages={})
+    assert path.stat().st_size < 3000
+    start = time.perf_counter()
+    with pytest.raises(nio.WeightsFormatError, match="no dict of tensors found"):
+        nio.load_weights(path)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_one_state_dict_under_many_keys_is_not_ambiguous():
+    sd = {"w": np.ones(2)}
+    path, got = nio.find_state_dict({"a": sd, "b": {"c": sd}, "d": sd})
+    assert path == "a" and list(got) == ["w"]
+
+
+def test_a_dict_met_deep_first_is_still_searched_from_nearer_the_top():
+    sd = {"w": np.ones(2)}
+    shared = {"sd": sd}
+    ckpt = {"deep": {"x": {"y": {"z": shared}}}, "near": shared}  # "deep/x/y/z/sd" is too deep
+    assert nio.find_state_dict(ckpt)[0] == "near/sd"
+
+
+def test_search_is_capped(monkeypatch):
+    monkeypatch.setattr(checkpoint, "MAX_SEARCHED_ENTRIES", 100)
+    ckpt = {f"k{i}": {"n": i} for i in range(200)}
+    with pytest.raises(nio.WeightsFormatError, match="too large or too repetitive.*key="):
+        nio.find_state_dict(ckpt)
+    assert nio.find_state_dict({**ckpt, "model": {"w": np.ones(1)}}, key="model")[0] == "model"
+
+
+def test_unsupported_dtype_is_named_not_called_unsafe(tmp_path):
+    # What torch.save writes for a float8 tensor (or uint3, ... any dtype NumPy lacks).
+    def v3(dtype):
+        return call(glob("torch._utils", "_rebuild_tensor_v3"),
+                    storage(kind="UntypedStorage", numel=4, module="torch.storage"), 0,
+                    (4,), (1,), False, call(glob("collections", "OrderedDict")),
+                    glob("torch", dtype))
+    for dtype in ("float8_e4m3fn", "uint3", "float6_e3m2fn"):
+        pkl = b"\x80\x02}(" + value("model") + state(ok=tensor(), bad=v3(dtype))[2:-1] + b"u."
+        path = write_pt(tmp_path / f"{dtype}.pt", pkl)
+        with pytest.raises(nio.WeightsFormatError) as info:
+            nio.load_weights(path)
+        assert not isinstance(info.value, nio.UnsafeWeightsError)
+        assert (f"unsupported dtype {dtype} in key 'model/bad'; " in str(info.value)
+                and ".float() before saving" in str(info.value))
+
+
+def test_unsupported_dtype_as_a_plain_value_loads(tmp_path):
+    path = write_pt(tmp_path / "d.pt", state(w=tensor(), d=glob("torch", "float8_e5m2")))
+    assert nio.load_checkpoint(path)["d"].name == "float8_e5m2"
+
+
+def test_legacy_quantized_storage_is_named(tmp_path):
+    pkl = state(q=tensor(storage(kind="QInt8Storage")))
+    with pytest.raises(nio.WeightsFormatError, match=r"dtype qint8 in key 'q'.*dequantize"):
+        nio.load_weights(write_pt(tmp_path / "q.pt", pkl))
+
+
+def test_non_dtype_torch_globals_stay_unsafe(tmp_path):
+    for name in ("load", "float8_e4m3fn_evil()", "int"):
+        with pytest.raises(nio.UnsafeWeightsError, match="refusing to load global"):
+            nio.load_weights(write_pt(tmp_path / "g.pt", state(w=glob("torch", name))))
+
+
+def with_duplicate(path, name: str, data: bytes):
+    """Append a second entry called ``name`` (zipfile warns, then writes it)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with zipfile.ZipFile(path, "a") as zf:
+            zf.writestr(name, data)
+    return path
+
+
+def test_duplicate_zip_entries_are_refused(tmp_path):
+    path = write_pt(tmp_path / "dup.pt", state(w=tensor()))
+    with_duplicate(path, "archive/data/0", np.arange(4, 8, dtype="<f4").tobytes())
+    with pytest.raises(nio.WeightsFormatError, match="several entries named 'archive/data/0'"):
+        nio.load_weights(path)
+
+
+def test_duplicate_npz_entries_are_refused(tmp_path):
+    path = tmp_path / "dup.npz"
+    nio.save_weights({"w": np.ones(2)}, path)
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(2))
+    with_duplicate(path, "w.npy", buf.getvalue())
+    with pytest.raises(nio.WeightsFormatError, match="several entries named 'w.npy'"):
+        nio.load_weights(path)
+
+
+class FakeZip:
+    def __init__(self, *infos):
+        self.infos = infos
+
+    def infolist(self):
+        return list(self.infos)
+
+
+def deflated(name, file_size, compress_size):
+    info = zipfile.ZipInfo(name)
+    info.compress_type, info.file_size, info.compress_size = (zipfile.ZIP_DEFLATED,
+                                                             file_size, compress_size)
+    return info
+
+
+def test_archive_inflating_too_much_in_total_is_refused():
+    # Each entry is within deflate's possible ratio; together they claim 3 GB from 3 MB.
+    infos = [deflated(f"archive/data/{i}", 1000 * 10**6, 10**6) for i in range(3)]
+    for info in infos:
+        check_zip_entry(info, "bomb.pt")
+    with pytest.raises(nio.WeightsFormatError, match="claim 3000000000 bytes.*zip bomb"):
+        check_zip_archive(FakeZip(*infos), "bomb.pt")
+    check_zip_archive(FakeZip(*infos[:1]), "ok.pt")  # within the allowance
+
+
+def test_stored_entry_claiming_more_than_the_file_holds(tmp_path):
+    path = write_pt(tmp_path / "s.pt", state(w=tensor(storage(numel=2**30 - 1))))
+    blob = bytearray(path.read_bytes())
+    central = blob.index(b"archive/data/0", blob.index(b"PK\x01\x02")) - 46
+    assert blob[central: central + 4] == b"PK\x01\x02"
+    blob[central + 24: central + 28] = struct.pack("<I", 4 * (2**30 - 1))  # its file_size
+    path.write_bytes(bytes(blob))
+    with pytest.raises(nio.WeightsFormatError, match="claims 4294967292 bytes stored in 16"):
         nio.load_weights(path)
 
 

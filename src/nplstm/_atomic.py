@@ -16,21 +16,38 @@ def atomic_write(path):
     ``path``, which is atomic on POSIX and Windows. On any exception the temporary file
     is removed and ``path`` is untouched. The new file gets the usual permissions
     (0o666 minus the umask), unlike ``tempfile.mkstemp``'s 0o600.
+
+    An OSError about the temporary file (its directory is missing or read-only, the
+    target is a directory, ...) is raised naming ``path``, the file the caller asked
+    for, not the hidden temporary name.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     directory, name = os.path.split(os.path.abspath(path))
-    tmp, fd = _create_temp(directory, name)
+    try:
+        tmp, fd = _create_temp(directory, name)
+    except OSError as exc:
+        raise _naming(exc, path, directory) from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and tmp in (exc.filename, exc.filename2):
+            raise _naming(exc, path, directory) from None
         raise
     _fsync_directory(directory)
+
+
+def _naming(exc: OSError, path: str, directory: str) -> OSError:
+    """The same kind of OSError as ``exc``, about ``path`` instead of the temp file."""
+    reason = exc.strerror or str(exc)
+    if not os.path.isdir(directory):
+        reason = f"cannot write: directory {directory} does not exist"
+    return type(exc)(exc.errno, reason, path)
 
 
 def _create_temp(directory: str, name: str) -> tuple[str, int]:

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import npz, safetensors, torch_pt
 from .._atomic import atomic_write
+from . import npz, safetensors, torch_pt
 from ._common import SAVABLE_DTYPES, UnsafeWeightsError, WeightsFormatError
 from .checkpoint import find_state_dict
 
@@ -56,13 +56,16 @@ def load_weights(path, key: str | None = None) -> dict[str, np.ndarray]:
 
     Raises:
         ValueError: an unsupported suffix (the message lists the supported ones).
-        WeightsFormatError: a malformed, truncated or legacy file, or no state_dict in
-            it (the message lists the top-level keys); a ValueError subclass.
+        WeightsFormatError: a malformed, truncated or legacy file, a tensor of a dtype
+            NumPy lacks (float8, quantized, ...: the message names its key), or no
+            state_dict in it (the message lists the top-level keys); a ValueError
+            subclass.
         UnsafeWeightsError: a ``.pt`` pickle names a global outside the allowlist
             (``os.system``, a model class, ...); nothing from the file ran.
         OSError: the file cannot be opened.
     """
-    return find_state_dict(load_checkpoint(path), key, source=os.fspath(path))[1]
+    path = _path(path)
+    return find_state_dict(load_checkpoint(path), key, source=path)[1]
 
 
 def load_checkpoint(path):
@@ -72,6 +75,7 @@ def load_checkpoint(path):
     files it is the saved object (dicts, lists, numbers, strings and arrays). Pass it to
     :func:`find_state_dict` to locate the state_dict and learn where it was.
     """
+    path = _path(path)
     suffix = _suffix(path, READ_SUFFIXES, "read")
     if suffix in _TORCH_SUFFIXES:
         return torch_pt.read_pt(path)
@@ -97,8 +101,11 @@ def save_weights(state_dict: Mapping, path) -> None:
     Raises:
         TypeError: ``state_dict`` is not a mapping, a key is not a string, or a value
             is not an array.
-        ValueError: unsupported suffix or dtype (naming the key).
+        ValueError: unsupported suffix or dtype, or a tensor on the 'meta' device
+            (naming the key).
+        OSError: ``path`` cannot be written (the message names ``path``).
     """
+    path = _path(path)
     suffix = _suffix(path, WRITE_SUFFIXES, "write")
     arrays = _as_arrays(state_dict)
     writer = safetensors.write_safetensors if suffix == ".safetensors" else npz.write_npz
@@ -106,13 +113,18 @@ def save_weights(state_dict: Mapping, path) -> None:
         writer(f, arrays)
 
 
-def _suffix(path, allowed: tuple[str, ...], verb: str) -> str:
+def _path(path) -> str:
+    """``path`` (str, bytes or os.PathLike) as a str, so messages and suffixes read well."""
+    return os.fsdecode(os.fspath(path))
+
+
+def _suffix(path: str, allowed: tuple[str, ...], verb: str) -> str:
     """The lower-cased suffix of ``path``, which must be one of ``allowed``."""
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    suffix = os.path.splitext(path)[1].lower()
     if suffix not in allowed:
         hint = " (write .pt files with torch.save)" if suffix in _TORCH_SUFFIXES else ""
         raise ValueError(
-            f"{os.fspath(path)}: cannot {verb} {suffix or 'files without a suffix'}{hint}; "
+            f"{path}: cannot {verb} {suffix or 'files without a suffix'}{hint}; "
             f"supported: {', '.join(allowed)}"
         )
     return suffix
@@ -134,6 +146,10 @@ def _as_arrays(state_dict) -> dict[str, np.ndarray]:
 def _as_array(key: str, value) -> np.ndarray:
     """A NumPy array from an array or a torch tensor (duck-typed), with a savable dtype."""
     if all(hasattr(value, name) for name in ("detach", "cpu", "numpy")):
+        if getattr(value, "is_meta", False) or str(getattr(value, "device", "")) == "meta":
+            raise ValueError(f"state_dict[{key!r}]: tensor on the 'meta' device has no "
+                             "data to save; materialise it first (e.g. load_state_dict "
+                             "with assign=True, or .to_empty() and initialise)")
         if str(getattr(value, "dtype", "")) == "torch.bfloat16":
             value = value.float()  # NumPy has no bfloat16; float32 holds it exactly
         value = value.detach().cpu().numpy()

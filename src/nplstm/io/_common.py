@@ -10,9 +10,19 @@ import zlib
 
 import numpy as np
 
-# A tensor that repeats its storage (stride 0, e.g. from ``expand``) may be far larger
-# than the file; copying it is refused above this many bytes.
-MAX_EXPANDED_BYTES = 1 << 30
+# Copying tensors out of a ``torch.save`` file is budgeted per file: at most
+# COPY_RATIO times the storage bytes the file holds, plus COPY_ALLOWANCE bytes. Views
+# that repeat their storage (stride 0, from ``expand``) or one storage referenced many
+# times could otherwise turn a 1 KB file into gigabytes. Real state dicts stay well
+# inside: a copy is at most 2x its bytes (bfloat16 widened), tied weights add one more.
+COPY_RATIO = 8
+COPY_ALLOWANCE = 64 << 20
+
+# Deflated zip entries together may inflate to at most INFLATE_RATIO times their
+# compressed size plus INFLATE_ALLOWANCE bytes (torch.save never compresses; an .npz
+# from np.savez_compressed of real weights shrinks far less than this).
+INFLATE_RATIO = 64
+INFLATE_ALLOWANCE = 1 << 30
 
 # Deflate cannot compress better than about 1032:1; a zip entry that claims more lies.
 _MAX_DEFLATE_RATIO = 1100
@@ -79,6 +89,34 @@ def check_zip_entry(info: zipfile.ZipInfo, path) -> None:
         raise WeightsFormatError(
             f"{path}: zip entry {info.filename!r} claims {info.file_size} bytes from "
             f"{info.compress_size} compressed bytes; the file is corrupt or hostile"
+        )
+
+
+def check_zip_archive(zf: zipfile.ZipFile, path) -> None:
+    """Refuse duplicate entry names and an archive that would inflate absurdly.
+
+    With two entries of one name, ``zipfile`` silently returns the last: a file could
+    show one set of weights to one reader and another to nplstm.
+    """
+    infos = zf.infolist()
+    seen, duplicates = set(), []
+    for info in infos:
+        if info.filename in seen and info.filename not in duplicates:
+            duplicates.append(info.filename)
+        seen.add(info.filename)
+    if duplicates:
+        raise WeightsFormatError(
+            f"{path}: the zip archive holds several entries named "
+            f"{', '.join(map(repr, duplicates[:5]))}; the file is corrupt or hostile"
+        )
+    deflated = [i for i in infos if i.compress_type != zipfile.ZIP_STORED]
+    inflated = sum(i.file_size for i in deflated)
+    compressed = sum(i.compress_size for i in deflated)
+    if inflated > INFLATE_RATIO * compressed + INFLATE_ALLOWANCE:
+        raise WeightsFormatError(
+            f"{path}: compressed zip entries claim {inflated} bytes from {compressed} "
+            f"compressed bytes (over {INFLATE_RATIO}:1 beyond {INFLATE_ALLOWANCE} bytes); "
+            "refusing a likely zip bomb"
         )
 
 

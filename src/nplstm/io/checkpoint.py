@@ -19,6 +19,11 @@ PREFERRED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "n
 
 _MAX_DEPTH = 4
 
+# The search looks at no more than this many dict entries in all. A pickle can put one
+# dict under many keys at many levels (its memo makes that cost a few bytes each), so
+# each dict is searched once, and a file needing more than this is refused.
+MAX_SEARCHED_ENTRIES = 1_000_000
+
 
 def find_state_dict(obj, key: str | None = None, source: str = "weights"):
     """Return ``(path, state_dict)``: where the dict of tensors was and a copy of it.
@@ -33,13 +38,14 @@ def find_state_dict(obj, key: str | None = None, source: str = "weights"):
 
     Raises:
         WeightsFormatError: ``key`` is missing or not a dict of tensors; or with
-            ``key=None``, no dict of tensors or several equally likely ones.
+            ``key=None``, no dict of tensors, several equally likely ones, or a
+            checkpoint too large to search (over ``MAX_SEARCHED_ENTRIES`` entries).
     """
     if key is not None:
         return key, _select(obj, key, source)
     if _is_tensor_dict(obj):
         return None, dict(obj)
-    found = dict(_tensor_dicts(obj, ()))
+    found = _tensor_dicts(obj, source)
     if len(found) == 1:
         (path, state_dict), = found.items()
         return path, dict(state_dict)
@@ -74,20 +80,48 @@ def _is_tensor_dict(obj) -> bool:
     )
 
 
-def _tensor_dicts(obj, path: tuple[str, ...]):
-    """Yield ``("a/b", dict)`` for every dict of tensors reachable through ``str`` keys.
+def _tensor_dicts(obj, source: str) -> dict[str, Mapping]:
+    """``{"a/b": dict}`` for every dict of tensors reachable through ``str`` keys.
 
-    Lists and integer-keyed dicts (optimizer state) are not searched.
+    Lists and integer-keyed dicts (optimizer state) are not searched. A dict object met
+    again under another path is reported once, under its first path in file order, and
+    searched again only when met nearer the top (so at most ``_MAX_DEPTH`` times).
     """
-    if not isinstance(obj, Mapping) or len(path) >= _MAX_DEPTH:
-        return
-    for k, v in obj.items():
-        if not isinstance(k, str):
-            continue
-        if _is_tensor_dict(v):
-            yield "/".join(path + (k,)), v
-        else:
-            yield from _tensor_dicts(v, path + (k,))
+    found: dict[str, Mapping] = {}
+    depth_seen = {id(obj): 0}  # id -> the smallest depth it was searched from
+    tensor_dicts: set[int] = set()
+    budget = [MAX_SEARCHED_ENTRIES]
+
+    def charge(entries: int) -> None:
+        budget[0] -= entries
+        if budget[0] < 0:
+            raise WeightsFormatError(
+                f"{source}: the checkpoint is too large or too repetitive to search "
+                f"(over {MAX_SEARCHED_ENTRIES} dict entries); pick the state_dict "
+                "with key=... (nplstm convert --key)"
+            )
+
+    def walk(node, path: tuple[str, ...]) -> None:
+        if not isinstance(node, Mapping) or len(path) >= _MAX_DEPTH:
+            return
+        for k, v in node.items():
+            charge(1)
+            if not isinstance(k, str) or not isinstance(v, Mapping):
+                continue
+            depth, before = len(path) + 1, depth_seen.get(id(v))
+            if before is not None and (before <= depth or id(v) in tensor_dicts):
+                continue
+            depth_seen[id(v)] = depth
+            if before is None:
+                charge(len(v))  # _is_tensor_dict may look at every entry
+                if _is_tensor_dict(v):
+                    tensor_dicts.add(id(v))
+                    found["/".join(path + (k,))] = v
+                    continue
+            walk(v, path + (k,))
+
+    walk(obj, ())
+    return found
 
 
 def _select(obj, key: str, source: str) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 from ._common import (
     WeightsFormatError,
     check_shape,
+    check_zip_archive,
     damaged_zip_errors,
     native,
     numel,
@@ -27,6 +28,7 @@ def read_npz(path) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file (``np.savez`` or ``np.savez_compressed``)."""
     with open(path, "rb") as f, damaged_zip_errors(path, "cannot read the .npz (zip) archive"), \
             zipfile.ZipFile(f) as zf:
+        check_zip_archive(zf, path)
         return {_key(info, path): _read_entry(zf, info, path) for info in zf.infolist()
                 if not info.filename.endswith("/")}
 

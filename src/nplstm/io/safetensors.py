@@ -12,7 +12,10 @@ Why our own parser rather than the ``safetensors`` package: the format is this s
 (about a hundred lines to read, validate and write), so parsing it directly removes a
 compiled dependency from deployments, and it lets nplstm read BF16, which the
 package's NumPy API cannot hand over (NumPy has no bfloat16). Every header field is
-checked before any tensor is allocated. Files written here load with the package.
+checked before any tensor is allocated, as strictly as the package checks it: each
+tensor's offsets must match its dtype and shape, and the tensors, sorted by offset,
+must cover the data bytes exactly (no gap, no overlap, nothing after the last one).
+Files written here load with the package.
 """
 
 from __future__ import annotations
@@ -84,12 +87,27 @@ def _no_duplicates(pairs):
 
 
 def _check_entries(header: dict, data_size: int, path) -> dict:
-    """Validate every entry; return ``name -> (dtype_name, shape, begin, end)``."""
+    """Validate every entry; return ``name -> (dtype_name, shape, begin, end)``.
+
+    Like the reference ``safetensors`` package: sorted by ``(begin, end)``, each tensor
+    must start where the previous one ended, and the last must end at the file's end.
+    """
     entries = {name: _check_entry(name, spec, data_size, path) for name, spec in header.items()}
-    spans = sorted((e[2], e[3], name) for name, e in entries.items() if e[3] > e[2])
-    for (_, end, first), (begin, _, second) in zip(spans, spans[1:]):
-        if begin < end:
-            raise WeightsFormatError(f"{path}: tensors {first!r} and {second!r} overlap")
+    position, previous = 0, None
+    for begin, end, name in sorted((e[2], e[3], name) for name, e in entries.items()):
+        if begin != position:
+            problem = "overlap" if begin < position else "leave a gap"
+            after = f"tensor {previous!r}, which ends at" if previous else "the data start,"
+            raise WeightsFormatError(
+                f"{path}: tensor {name!r} starts at data byte {begin}, not right after "
+                f"{after} {position}: tensors {problem}"
+            )
+        position, previous = end, name
+    if position != data_size:
+        raise WeightsFormatError(
+            f"{path}: the tensors end at data byte {position} but the file holds "
+            f"{data_size} data bytes; trailing bytes are not allowed"
+        )
     return entries
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from ._common import (
     WeightsFormatError,
+    check_zip_archive,
     check_zip_entry,
     damaged_zip_errors,
     read_zip_entry,
@@ -78,6 +79,7 @@ def _check_not_legacy(path) -> None:
 
 def _read_archive(zf: zipfile.ZipFile, path) -> object:
     """Find ``<top>/data.pkl``, then unpickle it with storages read on demand."""
+    check_zip_archive(zf, path)
     top = _top_folder(zf, path)
     pickled = read_zip_entry(zf, zf.getinfo(f"{top}/data.pkl"), path)
     byteorder = _byteorder(zf, top, path)
@@ -145,6 +147,12 @@ def _read_stored(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray
     whole storage can use the buffer as is.
     """
     fp = zf.fp
+    fp.seek(0, os.SEEK_END)
+    if info.file_size != info.compress_size or info.file_size > fp.tell():
+        raise WeightsFormatError(
+            f"{path}: zip entry {info.filename!r} claims {info.file_size} bytes stored in "
+            f"{info.compress_size}, in a file of {fp.tell()} bytes; the file is corrupt"
+        )
     fp.seek(info.header_offset)
     local = fp.read(30)  # the local file header; name and extra field lengths at 26..30
     if len(local) < 30 or local[:4] != b"PK\x03\x04":

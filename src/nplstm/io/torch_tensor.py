@@ -9,11 +9,13 @@ storage, keeps the buffer), after checking the view stays inside the storage.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 
 from ._common import (
-    MAX_EXPANDED_BYTES,
+    COPY_ALLOWANCE,
+    COPY_RATIO,
     WeightsFormatError,
     bf16_to_float32,
     check_shape,
@@ -37,6 +39,85 @@ STORAGES = {
     "ShortStorage": "int16", "IntStorage": "int32", "LongStorage": "int64",
     "ByteStorage": "uint8", "UntypedStorage": "uint8",
 }
+
+# Legacy typed storages of dtypes NumPy cannot hold -> torch dtype name.
+_UNSUPPORTED_STORAGES = {
+    "QInt8Storage": "qint8", "QUInt8Storage": "quint8", "QInt32Storage": "qint32",
+    "QUInt4x2Storage": "quint4x2", "QUInt2x4Storage": "quint2x4",
+    "ComplexHalfStorage": "complex32",
+}
+
+# torch dtype names NumPy has no type for: float8_e4m3fn, float4_e2m1fn_x2, complex32,
+# qint8, quint4x2, uint1..uint7, int1..int7, bits8, ... (and future ones of that form).
+_DTYPE_NAME = re.compile(r"(?:b?float|complex|q?u?int|bits)\d\w*")
+
+
+def unsupported_dtype_name(module: str, name: str) -> str | None:
+    """The dtype named by global ``module.name`` when it is a torch dtype or typed
+    storage nplstm cannot read (``torch.float8_e4m3fn``, ``torch.QInt8Storage``)."""
+    if module not in ("torch", "torch.storage", "torch.cuda") or not isinstance(name, str):
+        return None
+    if name in _UNSUPPORTED_STORAGES:
+        return _UNSUPPORTED_STORAGES[name]
+    if module == "torch" and name not in DTYPES and _DTYPE_NAME.fullmatch(name):
+        return name
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class UnsupportedDtype:
+    """Stands in for a torch dtype (or its storage type) NumPy cannot hold; not callable.
+
+    Tensors of it load as :class:`UnsupportedTensor` placeholders, which the reader
+    reports with the key they sit under.
+    """
+
+    __slots__ = ("name",)
+
+    name: str
+
+    def __reduce__(self):
+        return UnsupportedDtype, (self.name,)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnsupportedTensor:
+    """Placeholder for a tensor of an unsupported dtype; never handed to the caller."""
+
+    __slots__ = ("dtype",)
+
+    dtype: str
+
+    def __reduce__(self):
+        return UnsupportedTensor, (self.dtype,)
+
+
+class CopyBudget:
+    """How many bytes one file's tensors may copy out of its storages.
+
+    At most ``COPY_RATIO`` times the storage bytes read plus ``COPY_ALLOWANCE``: one
+    running total for the whole file, so many small expanded (stride-0) views, or one
+    storage referenced thousands of times, cannot add up to gigabytes.
+    """
+
+    def __init__(self):
+        self.storage_bytes = 0
+        self.copied_bytes = 0
+
+    def add_storage(self, nbytes: int) -> None:
+        self.storage_bytes += nbytes
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """Account for a copy of ``nbytes`` before allocating it, or raise."""
+        limit = COPY_RATIO * self.storage_bytes + COPY_ALLOWANCE
+        if self.copied_bytes + nbytes > limit:
+            raise WeightsFormatError(
+                f"{what}: copying {nbytes} more bytes would bring this file's tensors to "
+                f"{self.copied_bytes + nbytes} bytes from {self.storage_bytes} bytes of "
+                f"storage (at most {limit}); an expanded view (stride 0) or a storage "
+                "referenced many times? refusing"
+            )
+        self.copied_bytes += nbytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,11 +174,12 @@ class Storage:
 
 
 def rebuild_tensor(storage, storage_offset, size, stride, dtype, byteorder,
-                    reuse=False) -> np.ndarray:
+                   budget: CopyBudget, reuse=False) -> np.ndarray:
     """Copy the strided view ``storage[offset + sum(i_k * stride_k)]`` into a new array.
 
     With ``reuse``, a tensor that is its whole storage in C order is returned as a view
-    of the storage's (writable, private) buffer instead of a copy.
+    of the storage's (writable, private) buffer instead of a copy. Every copy is
+    charged to ``budget`` before it is made.
     """
     if not isinstance(storage, Storage):
         raise WeightsFormatError(f"tensor: expected a storage, got {type(storage).__name__}")
@@ -119,11 +201,10 @@ def rebuild_tensor(storage, storage_offset, size, stride, dtype, byteorder,
             f"{what}: shape {shape}, stride {strides}, offset {storage_offset} reach "
             f"element {extent - 1} but the storage holds {flat.size} elements"
         )
-    nbytes = numel(shape) * flat.itemsize
-    if numel(shape) > flat.size and nbytes > MAX_EXPANDED_BYTES:
-        raise WeightsFormatError(f"{what}: an expanded view of {nbytes} bytes is too large")
     if reuse and _is_whole(flat, storage_offset, shape, strides, dtype):
         return flat.reshape(shape)
+    out_itemsize = 4 if dtype.name == "bfloat16" else flat.itemsize  # after widening
+    budget.charge(numel(shape) * out_itemsize, what)
     view = np.lib.stride_tricks.as_strided(
         flat[storage_offset:], shape, [s * flat.itemsize for s in strides], writeable=False
     )
