@@ -201,15 +201,71 @@ def test_memory_does_not_grow_with_sequence_length(monkeypatch):
 
 
 def test_prepared_weights_layout():
-    """Gate rows reordered and sigmoid rows halved once, at load time, exactly."""
+    """Gate rows reordered once; each mode's kernel scales them exactly, at load time:
+    "tanh" halves the sigmoid rows, "exp" negates them and doubles-negates tanh rows."""
     ours, _ = _twin("lstm", np.float64)
     w = ours._weights()[0][0]
     W = ours.weight_hh_l0  # rows i, f, g, o
     blocks = [W[k * H:(k + 1) * H] for k in range(4)]
     i, f, g, o = blocks
-    np.testing.assert_array_equal(w.W_hh, np.concatenate([o / 2, i / 2, f / 2, g]))
-    assert w.W_hh.flags.c_contiguous and w.W_ih.flags.c_contiguous
+    np.testing.assert_array_equal(w.W_hh, np.concatenate([o, i, f, g]))
+    k = w.kernel("tanh")
+    np.testing.assert_array_equal(k.W_hh, np.concatenate([o / 2, i / 2, f / 2, g]))
+    assert k.W_hh.flags.c_contiguous and k.W_ih.flags.c_contiguous
+    np.testing.assert_array_equal(w.kernel("exp").W_hh, np.concatenate([-o, -i, -f, -2 * g]))
     gru, _ = _twin("gru", np.float64)
-    wg = gru._weights()[0][0]
+    wg = gru._weights()[0][0].kernel("tanh")
     np.testing.assert_array_equal(wg.W_hh[2 * H:], gru.weight_hh_l0[2 * H:])
     np.testing.assert_array_equal(wg.b_h[:, 0], gru.bias_hh_l0[2 * H:])
+    we = gru._weights()[0][0].kernel("exp")
+    np.testing.assert_array_equal(we.b_h[:, 0], -2 * gru.bias_hh_l0[2 * H:])
+
+
+@pytest.fixture(params=["tanh", "exp"])
+def mode(request, monkeypatch):
+    """Run in either activation mode, whatever the size (see cells.EXP_MIN)."""
+    monkeypatch.setattr(cells, "EXP_MIN", 1 << 60 if request.param == "tanh" else 0)
+    return request.param
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind,kwargs", CONFIGS)
+def test_both_modes_match_torch_and_trace(kind, kwargs, dtype, mode):
+    """1000 steps against PyTorch in both modes; trace == forward; one-step calls
+    == the whole sequence; huge inputs (exp overflows to inf) warn nothing and
+    saturate the gates exactly as PyTorch does."""
+    ours, theirs = _twin(kind, dtype, **kwargs)
+    x = np.random.default_rng(9).uniform(-1, 1, (1000, 3, H_IN)).astype(dtype)
+    x[::7] *= 10  # nearly saturated steps
+    with torch.no_grad():
+        want = theirs(T(x))
+        huge = ours(x[:50] * 1e4)[0], theirs(T(x[:50] * 1e4))[0].numpy()
+    got = ours(x)
+    assert_close(got, want, dtype)
+    # 1e4-sized pre-activations: float32 sums of them are only good to ~1e-3
+    np.testing.assert_allclose(*huge, rtol=0, atol=1e-2)
+    tr = ours.trace(x[:20])
+    assert np.array_equal(tr.output, ours(x[:20])[0])
+    if ours.bidirectional:  # one step per call is a stream: forward direction only
+        return
+    state, ys = None, []
+    for x_t in x[:50]:
+        y, state = ours(x_t[None], state)
+        ys.append(y)
+    tol = 1e-12 if dtype == np.float64 else 1e-6
+    np.testing.assert_allclose(np.concatenate(ys), got[0][:50], rtol=0, atol=tol)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_cells_in_both_modes(kind, mode):
+    layer, _ = _twin(kind, np.float64)
+    cell = {"lstm": nplstm.LSTMCell, "gru": nplstm.GRUCell, "rnn": nplstm.RNNCell}[kind](
+        H_IN, H, dtype=np.float64)
+    cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})
+    x = np.random.default_rng(10).uniform(-1, 1, (30, 3, H_IN)) * 1e3
+    out, state = layer(x)[0], None
+    for t in range(30):
+        state = cell(x[t], state)
+        assert np.array_equal(state[0] if kind == "lstm" else state, out[t])

@@ -43,7 +43,8 @@ class _CellBase(Module):
         rows, input_size = cls._shape(keys, "weight_ih", prefix, 2)
         hidden_size = cls._shape(keys, "weight_hh", prefix, 2)[1]
         check_gate_rows(cls.__name__, cls.family, prefix + "weight_ih", rows, hidden_size)
-        return dict(input_size=input_size, hidden_size=hidden_size, bias="bias_ih" in keys)
+        return {"input_size": input_size, "hidden_size": hidden_size,
+                "bias": "bias_ih" in keys}
 
     def _weights(self):
         if self._prepared is None:
@@ -170,7 +171,8 @@ class Linear(Module):
     @classmethod
     def _config_from_keys(cls, keys, prefix):
         out_features, in_features = cls._shape(keys, "weight", prefix, 2)
-        return dict(in_features=in_features, out_features=out_features, bias="bias" in keys)
+        return {"in_features": in_features, "out_features": out_features,
+                "bias": "bias" in keys}
 
     def _param_shapes(self):
         shapes = {"weight": (self.out_features, self.in_features)}

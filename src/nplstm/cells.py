@@ -12,11 +12,30 @@ trick is applied once, at load time or in shared plumbing, and explained:
    of rows (ufuncs on column slices of ``(N, G*H)`` are several times slower),
    and ``W_hh @ h`` with ``W_hh`` C-contiguous is BLAS's favourite orientation.
    The same code serves N = 1, where ``(H, 1)`` is simply a contiguous vector.
-3. **One tanh for all gates.** σ(x) = ½·tanh(½x) + ½. The rows of the sigmoid
-   gates are multiplied by ½ once, at load time (exact: a power of two), so one
-   ``np.tanh`` over the whole gate block serves σ and tanh gates alike, followed
-   by ``*½ + ½`` on the sigmoid rows only. The rows are reordered so those are
-   adjacent: LSTM ``o, i, f, g`` (PyTorch stores ``i, f, g, o``), GRU ``r, z, n``.
+3. **Activations from one transcendental call per block, two ways.** Which
+   one a run uses depends on its size (:data:`EXP_MIN`), fixed per workspace:
+
+   * ``"tanh"`` (small blocks, fewest NumPy calls): σ(x) = ½·tanh(½x) + ½. The
+     sigmoid rows are multiplied by ½ once, at load time (exact: a power of
+     two), so one ``np.tanh`` over the whole gate block serves σ and tanh gates
+     alike, followed by ``*½ + ½`` on the sigmoid rows only.
+   * ``"exp"`` (large blocks, fewest nanoseconds per element): NumPy's float32
+     ``np.tanh`` is not SIMD-vectorised on AVX2 (≈2.6 ns per element here)
+     while ``np.exp`` is (≈1.3 ns), and a divide costs ≈0.2 ns. So
+     σ(x) = 1/(1 + e^(−x)) and tanh(x) = 2σ(2x) − 1 = 2/(1 + e^(−2x)) − 1, with
+     the −1 (sigmoid rows) and −2 (tanh rows) folded into the weights at load
+     time (exact, powers of two): the step does ``exp, +1, 1/·`` (``2/·, −1``
+     on tanh rows) in place. Very negative pre-activations overflow ``exp`` to
+     inf and give exactly 0 (σ) or −1 (tanh), as they should; the overflow
+     warning is silenced once per call by :func:`quiet`, never per step.
+     ``tanh(c)`` of the LSTM costs one more multiply (c cannot be pre-scaled).
+     Cancellation in 2σ − 1 near 0 costs at most an ulp of 1 in absolute
+     terms (≈1e-7 in float32, 2e-16 in float64), far inside the tolerances.
+
+   The rows are reordered so the sigmoid rows are adjacent: LSTM ``o, i, f, g``
+   (PyTorch stores ``i, f, g, o``), GRU ``r, z, n``. Each mode keeps its own
+   scaled copy of the weights, made the first time a run needs it
+   (:meth:`Weights.kernel`).
 4. **Few, cheap NumPy calls.** Every buffer and every view a step touches is
    made once per run in a :class:`Workspace`; a step is a short list of ufuncs
    with positional ``out`` and 0-d constants of the right dtype (a Python float
@@ -43,17 +62,35 @@ import numpy as np
 #: does not grow with L beyond the output itself).
 CHUNK_ELEMENTS = 1 << 19
 
+#: A run whose state block ``H*N`` has at least this many elements uses the
+#: ``"exp"`` activations (fewer ns per element, ~5 more NumPy calls per step);
+#: smaller runs, where a step is dominated by the ~0.5 µs each NumPy call
+#: costs, use ``"tanh"``. Measured on AVX2 (nplstm bench): the two cross near
+#: H*N = 1,000.
+EXP_MIN = 1024
+
+#: Load-time row scales per mode: (sigmoid rows, tanh rows). See trick 3.
+SCALES = {"tanh": (0.5, 1.0), "exp": (-1.0, -2.0)}
+
+
+def quiet():
+    """Context for one whole run: ``exp`` overflowing to inf is expected in the
+    ``"exp"`` mode (it gives exactly σ = 0, tanh = −1); every other floating
+    point setting stays the caller's."""
+    return np.errstate(over="ignore")
+
 
 @dataclass
 class Weights:
     """One layer-direction's parameters, laid out once for the time loop.
 
-    ``W_ih`` ``(G*H, H_in)`` and ``W_hh`` ``(G*H, H_out)`` are C-contiguous,
-    rows in kernel order with sigmoid rows halved (see the module docstring).
-    ``b_x`` ``(G*H, 1)`` goes into the input projection; ``b_h`` ``(H, 1)`` is
-    the bias that must stay inside the step (GRU's ``b_hn``); ``W_hr``
-    ``(proj_size, H)`` is the LSTM's projection; ``relu`` picks the RNN's
-    nonlinearity.
+    ``W_ih`` ``(G*H, H_in)`` and ``W_hh`` ``(G*H, H_out)`` are C-contiguous, rows
+    in kernel order (see the module docstring), not yet scaled. ``b_x``
+    ``(G*H, 1)`` goes into the input projection; ``b_h`` ``(H, 1)`` is the bias
+    that must stay inside the step (GRU's ``b_hn``); ``W_hr`` ``(proj_size, H)``
+    is the LSTM's projection; ``relu`` picks the RNN's nonlinearity;
+    ``sigmoid_rows`` counts the leading sigmoid gates. :meth:`kernel` gives the
+    scaled copy a mode computes with.
     """
 
     W_ih: np.ndarray
@@ -64,12 +101,42 @@ class Weights:
     relu: bool = False
     G: int = 1  # gates
     H: int = 0  # hidden_size
-    #: Idle workspaces by batch size, reused by later calls (a stream of one-step
-    #: calls would otherwise allocate its buffers every call). A run takes one
-    #: out and puts it back when done, so concurrent calls never share one.
+    sigmoid_rows: int = 0  # gates
+    #: Idle workspaces by (batch size, dtype), reused by later calls (a stream of
+    #: one-step calls would otherwise allocate its buffers every call). A run
+    #: takes one out and puts it back when done, so concurrent calls never share one.
     pool: dict = field(default_factory=dict, repr=False, compare=False)
+    kernels: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def __post_init__(self):
+    def mode(self, N):
+        """``"exp"`` or ``"tanh"`` activations for batch size N (see EXP_MIN)."""
+        return "exp" if self.H * N >= EXP_MIN and not self.relu else "tanh"
+
+    def kernel(self, mode):
+        """The weights scaled for ``mode``, made once (a race makes two equal ones)."""
+        k = self.kernels.get(mode)
+        if k is None:
+            k = self.kernels[mode] = Kernel(self, *SCALES[mode])
+        return k
+
+
+class Kernel:
+    """A :class:`Weights` scaled for one mode: sigmoid rows ×s, tanh rows ×t
+    (exact: powers of two), and the input projections that use them."""
+
+    def __init__(self, w, s, t):
+        S, H = w.sigmoid_rows * w.H, w.H
+        scale = np.full((w.W_hh.shape[0], 1), t, w.W_hh.dtype)
+        scale[:S] = s
+        if w.relu:
+            scale[:] = 1  # relu(x): no scaling at all
+
+        def fix(a):
+            return None if a is None else np.ascontiguousarray(
+                a * (scale if a.shape[0] == len(scale) else scale[-H:]))
+
+        self.W_ih, self.W_hh, self.b_x = fix(w.W_ih), fix(w.W_hh), fix(w.b_x)
+        self.b_h = fix(w.b_h)  # GRU's b_hn: a tanh row
         self.b_row = None if self.b_x is None else self.b_x[:, 0]  # (G*H,) view
 
     def project(self, x):
@@ -97,24 +164,18 @@ class Weights:
         return out
 
 
-def _prepare(p, order, sigmoid_rows):
-    """Reorder gate blocks (PyTorch index -> kernel position), halve sigmoid rows.
+def _prepare(p, order):
+    """Reorder gate blocks (PyTorch index -> kernel position).
 
-    ``order`` lists PyTorch's gate indices in kernel order; the first
-    ``sigmoid_rows`` gates of the new order are multiplied by ½. Returns
+    ``order`` lists PyTorch's gate indices in kernel order. Returns
     ``(H, W_ih, W_hh, b_ih, b_hh)``, the arrays reordered and C-contiguous.
     """
     G = len(order)
     H = p["weight_ih"].shape[0] // G
     rows = np.concatenate([np.arange(k * H, (k + 1) * H) for k in order])
-    scale = np.ones((G * H, 1), p["weight_ih"].dtype)
-    scale[:sigmoid_rows * H] = 0.5
 
     def fix(a):
-        if a is None:
-            return None
-        a = a[rows] * (scale if a.ndim == 2 else scale[:, 0])  # exact: ×½ or ×1
-        return np.ascontiguousarray(a)
+        return None if a is None else np.ascontiguousarray(a[rows])
 
     return H, fix(p["weight_ih"]), fix(p["weight_hh"]), fix(p.get("bias_ih")), \
         fix(p.get("bias_hh"))
@@ -125,14 +186,21 @@ class Workspace:
 
     Kept in ``Weights.pool`` between calls (see :func:`take_workspace`); one
     run uses it at a time, so layers are safe to call from several threads.
-    ``out`` is set by the loop before each step.
+    ``out`` is set by the loop before each step. ``k`` is the scaled kernel of
+    the run's mode and ``exp`` says which mode that is.
     """
 
     def __init__(self, w, N, dtype):
         self.w = w
-        self.W_hh = w.W_hh
+        mode = w.mode(N)
+        self.exp = mode == "exp"
+        self.k = w.kernel(mode)
+        self.W_hh = self.k.W_hh
         self.half = dtype.type(0.5)
         self.zero = dtype.type(0.0)
+        self.one = dtype.type(1.0)
+        self.two = dtype.type(2.0)
+        self.minus_two = dtype.type(-2.0)
         self.out = None
         self.xp = np.empty((w.W_ih.shape[0], N), dtype)  # one step's projection
 
@@ -158,6 +226,26 @@ def chunk_steps(w, N):
     return max(1, CHUNK_ELEMENTS // (w.W_ih.shape[0] * N))
 
 
+def _sigmoid(z, ws):
+    """In place, z holding the scaled pre-activation: σ in either mode."""
+    if ws.exp:  # z = −x
+        np.exp(z, z)
+        np.add(z, ws.one, z)
+        np.divide(ws.one, z, z)  # σ(x) = 1/(1 + e^(−x))
+    else:  # z = ½x
+        np.tanh(z, z)
+        np.multiply(z, ws.half, z)
+        np.add(z, ws.half, z)  # σ(x) = ½·tanh(½x) + ½
+
+
+def _tanh_exp(z, ws):
+    """In place, z = −2x: tanh(x) = 2/(1 + e^(−2x)) − 1 (the "exp" mode)."""
+    np.exp(z, z)
+    np.add(z, ws.one, z)
+    np.divide(ws.two, z, z)
+    np.subtract(z, ws.one, z)
+
+
 # --------------------------------------------------------------------- LSTM --
 
 # Kernel order o, i, f, g: sigmoid rows o, i, f first (one contiguous block),
@@ -168,11 +256,11 @@ _LSTM_ORDER = (3, 0, 1, 2)
 
 def lstm_prepare(p, nonlinearity=None):
     """Fold both biases into the input projection: b = b_ih + b_hh."""
-    H, W_ih, W_hh, b_ih, b_hh = _prepare(p, _LSTM_ORDER, sigmoid_rows=3)
+    H, W_ih, W_hh, b_ih, b_hh = _prepare(p, _LSTM_ORDER)
     b = None if b_ih is None else (b_ih + b_hh)[:, None]  # (4H, 1)
     hr = p.get("weight_hr")
     return Weights(W_ih, W_hh, b, W_hr=None if hr is None else np.ascontiguousarray(hr),
-                   G=4, H=H)
+                   G=4, H=H, sigmoid_rows=3)
 
 
 def lstm_workspace(w, N, dtype):
@@ -199,24 +287,31 @@ def lstm_step(xp_t, state, ws, record=None):
     h_prev, c_prev = state
     if c_prev is not ws.c:
         np.copyto(ws.c, c_prev)
-    pre, sig, half = ws.pre, ws.sig, ws.half
-    np.matmul(ws.W_hh, h_prev, pre)  # (4H, N) rows o|i|f|g, o/i/f pre-halved
+    pre, g, tanh_c = ws.pre, ws.g, ws.tanh_c
+    np.matmul(ws.W_hh, h_prev, pre)  # (4H, N) rows o|i|f|g, scaled for the mode
     np.add(pre, xp_t, pre)
-    np.tanh(pre, pre)  # g = tanh(·); o, i, f = tanh(½·) so far
-    np.multiply(sig, half, sig)
-    np.add(sig, half, sig)  # o, i, f = ½·tanh(½x) + ½ = σ(x)
+    if ws.exp:
+        _sigmoid(ws.sig, ws)  # o, i, f = σ(·)
+        _tanh_exp(g, ws)  # g = tanh(·)
+    else:
+        np.tanh(pre, pre)  # g = tanh(·); o, i, f = tanh(½·) so far
+        np.multiply(ws.sig, ws.half, ws.sig)
+        np.add(ws.sig, ws.half, ws.sig)  # o, i, f = ½·tanh(½x) + ½ = σ(x)
     np.multiply(ws.i_f, ws.g_c, ws.prod)  # [i⊙g, f⊙c]
     c = np.add(ws.fc, ws.ig, ws.c)  # c = f⊙c + i⊙g  (H, N), in place
-    np.tanh(c, ws.tanh_c)
-    if ws.W_hr is None:
-        h = np.multiply(ws.o, ws.tanh_c, ws.out)  # h = o⊙tanh(c)  (H, N)
+    if ws.exp:
+        _tanh_exp(np.multiply(c, ws.minus_two, tanh_c), ws)
     else:
-        np.multiply(ws.o, ws.tanh_c, ws.h_full)
+        np.tanh(c, tanh_c)
+    if ws.W_hr is None:
+        h = np.multiply(ws.o, tanh_c, ws.out)  # h = o⊙tanh(c)  (H, N)
+    else:
+        np.multiply(ws.o, tanh_c, ws.h_full)
         h = np.matmul(ws.W_hr, ws.h_full, ws.h_proj)  # (proj_size, N)
         np.copyto(ws.out, h)
         h = ws.out
     if record is not None:
-        record.update(i=ws.i, f=ws.f, g=ws.g, o=ws.o)
+        record.update(i=ws.i, f=ws.f, g=g, o=ws.o)
     return h, c
 
 
@@ -225,13 +320,13 @@ def lstm_step(xp_t, state, ws, record=None):
 
 def gru_prepare(p, nonlinearity=None):
     """b_hr, b_hz join b_ih in the projection; b_hn stays (it sits inside r⊙(...))."""
-    H, W_ih, W_hh, b_ih, b_hh = _prepare(p, (0, 1, 2), sigmoid_rows=2)
+    H, W_ih, W_hh, b_ih, b_hh = _prepare(p, (0, 1, 2))
     b_x = b_h = None
     if b_ih is not None:
         b_x = b_ih.copy()
         b_x[:2 * H] += b_hh[:2 * H]
         b_x, b_h = b_x[:, None], b_hh[2 * H:, None]  # (3H, 1), (H, 1)
-    return Weights(W_ih, W_hh, b_x, b_h=b_h, G=3, H=H)
+    return Weights(W_ih, W_hh, b_x, b_h=b_h, G=3, H=H, sigmoid_rows=2)
 
 
 def gru_workspace(w, N, dtype):
@@ -241,7 +336,7 @@ def gru_workspace(w, N, dtype):
     ws.rz, ws.r, ws.z, ws.hn = ws.pre[:2 * H], ws.pre[:H], ws.pre[H:2 * H], ws.pre[2 * H:]
     ws.n = np.empty((H, N), dtype)
     ws.d = np.empty((H, N), dtype)
-    ws.b_h = w.b_h
+    ws.b_h = ws.k.b_h
     ws.H = H
     return ws
 
@@ -249,18 +344,19 @@ def gru_workspace(w, N, dtype):
 def gru_step(xp_t, state, ws, record=None):
     """r, z from x and h; n = tanh(x_n + r⊙(W_hn h + b_hn)); h = n + z⊙(h − n)."""
     (h_prev,) = state
-    H2, half, n, d = 2 * ws.H, ws.half, ws.n, ws.d
-    np.matmul(ws.W_hh, h_prev, ws.pre)  # (3H, N) rows r|z|n, r/z pre-halved
+    H2, n, d = 2 * ws.H, ws.n, ws.d
+    np.matmul(ws.W_hh, h_prev, ws.pre)  # (3H, N) rows r|z|n, scaled for the mode
     rz = np.add(ws.rz, xp_t[:H2], ws.rz)
-    np.tanh(rz, rz)
-    np.multiply(rz, half, rz)
-    np.add(rz, half, rz)  # r, z = σ(·)
+    _sigmoid(rz, ws)  # r, z = σ(·)
     hn = ws.hn
     if ws.b_h is not None:
         np.add(hn, ws.b_h, hn)  # W_hn h + b_hn
     np.multiply(ws.r, hn, n)
     np.add(n, xp_t[H2:], n)
-    np.tanh(n, n)  # n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn))
+    if ws.exp:  # n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn))
+        _tanh_exp(n, ws)
+    else:
+        np.tanh(n, n)
     # PyTorch's own form of (1 − z)⊙n + z⊙h, so the rounding matches too
     np.subtract(h_prev, n, d)
     np.multiply(d, ws.z, d)
@@ -275,7 +371,7 @@ def gru_step(xp_t, state, ws, record=None):
 
 def rnn_prepare(p, nonlinearity="tanh"):
     """Both biases fold into the projection, as for the LSTM."""
-    H, W_ih, W_hh, b_ih, b_hh = _prepare(p, (0,), sigmoid_rows=0)
+    H, W_ih, W_hh, b_ih, b_hh = _prepare(p, (0,))
     b = None if b_ih is None else (b_ih + b_hh)[:, None]
     return Weights(W_ih, W_hh, b, relu=nonlinearity == "relu", G=1, H=H)
 
@@ -294,6 +390,11 @@ def rnn_step(xp_t, state, ws, record=None):
     np.add(pre, xp_t, pre)
     if ws.relu:
         return (np.maximum(pre, ws.zero, out=ws.out),)
+    if ws.exp:  # pre = −2x: tanh(x) = 2/(1 + e^(−2x)) − 1, the last op into out
+        np.exp(pre, pre)
+        np.add(pre, ws.one, pre)
+        np.divide(ws.two, pre, pre)
+        return (np.subtract(pre, ws.one, ws.out),)
     return (np.tanh(pre, ws.out),)
 
 

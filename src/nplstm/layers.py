@@ -207,8 +207,8 @@ class _RNNBase(Module):
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
-        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                        bidirectional=False, proj_size=0, nonlinearity="tanh")
+        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0,
+                    "bidirectional": False, "proj_size": 0, "nonlinearity": "tanh"}
         for name, default in defaults.items():
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)!r}"

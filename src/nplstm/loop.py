@@ -62,7 +62,7 @@ def run_direction(family, w, x, state, mask, reverse, record, final=None):
     keep = None if mask is None else mask[:, :, 0]  # (L, N)
     if L == 1 and keep is None and not record:  # a stream's one-step call: lean
         ws.out = yT[0]
-        state = step(w.project_step(x[0], ws.xp), state, ws, None)
+        state = step(ws.k.project_step(x[0], ws.xp), state, ws, None)
         if state[0] is not ws.out:
             np.copyto(ws.out, state[0])
             state = (ws.out,) + state[1:]
@@ -70,7 +70,7 @@ def run_direction(family, w, x, state, mask, reverse, record, final=None):
     chunk = cells.chunk_steps(w, N)
     for start, stop in ((0, L),) if L <= chunk else _chunks(L, chunk, reverse):
         xp = xp_t = None  # free the last chunk (views keep it alive) before the next
-        xp = w.project(x[start:stop])  # (T, G*H, N)
+        xp = ws.k.project(x[start:stop])  # (T, G*H, N)
         outs = yT[start:stop]
         if reverse:
             xp, outs = xp[::-1], outs[::-1]
@@ -135,7 +135,9 @@ def run_cell(family, w, x, state, record=None):
     out = np.empty((state[0].shape[-1], N), dtype=x.dtype)  # (H, N)
     ws.out = out
     step_rec = None if record is None else {}
-    new = family.step(w.project_step(x, ws.xp), tuple(s.T for s in state), ws, step_rec)
+    with cells.quiet():
+        new = family.step(ws.k.project_step(x, ws.xp), tuple(s.T for s in state), ws,
+                          step_rec)
     if record is not None:
         record.update({name: v.T.copy() for name, v in step_rec.items()})
     new = tuple(s.T.copy() for s in new)
@@ -153,6 +155,11 @@ def run_layers(family, weights, x, state0, mask, dropout, record):
     ``rec`` is ``[layer][direction] -> {name: (L, N, H)}`` plus ``"input"`` per
     layer, or None.
     """
+    with cells.quiet():  # exp overflowing to inf is part of the math (see cells)
+        return _run_layers(family, weights, x, state0, mask, dropout, record)
+
+
+def _run_layers(family, weights, x, state0, mask, dropout, record):
     D = len(weights[0])
     finals = tuple(np.empty_like(s) for s in state0)
     recs = [] if record else None
