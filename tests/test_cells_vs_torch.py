@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from helpers import T, assert_close, randomize, to_torch_state, torch, twin
 
 import nplstm
 from nplstm import gates
-from helpers import CELL_PAIRS, T, assert_close, randomize, to_torch_state, torch, twin
 
 
 def _state(kind, rng, shape, dtype):

@@ -23,18 +23,18 @@ def test_bad_sizes(cls, args, err, match):
 
 @pytest.mark.parametrize("cls", LAYERS)
 @pytest.mark.parametrize("kwargs,err,match", [
-    (dict(num_layers=0), ValueError, "num_layers must be an integer >= 1, got 0"),
-    (dict(dropout=1.5), ValueError, r"dropout should be a number in range \[0, 1\].*1.5"),
-    (dict(dropout=True), ValueError, "dropout should be a number"),
-    (dict(bias="yes"), TypeError, "bias must be a bool, got str 'yes'"),
-    (dict(batch_first=1), TypeError, "batch_first must be a bool, got int 1"),
-    (dict(bidirectional=None), TypeError, "bidirectional must be a bool"),
-    (dict(dtype=np.int32), TypeError, "dtype must be numpy.float32 or numpy.float64"),
-    (dict(dtype="float16"), TypeError, "dtype must be numpy.float32 or numpy.float64"),
-    (dict(dtype=None), TypeError, "dtype must be numpy.float32 or numpy.float64, got None"),
-    (dict(dtype="bogus"), TypeError, "got 'bogus'"),
-    (dict(dtype=3.5), TypeError, "got 3.5"),
-    (dict(dtype=[1]), TypeError, r"got \[1\]"),
+    ({"num_layers": 0}, ValueError, "num_layers must be an integer >= 1, got 0"),
+    ({"dropout": 1.5}, ValueError, r"dropout should be a number in range \[0, 1\].*1.5"),
+    ({"dropout": True}, ValueError, "dropout should be a number"),
+    ({"bias": "yes"}, TypeError, "bias must be a bool, got str 'yes'"),
+    ({"batch_first": 1}, TypeError, "batch_first must be a bool, got int 1"),
+    ({"bidirectional": None}, TypeError, "bidirectional must be a bool"),
+    ({"dtype": np.int32}, TypeError, "dtype must be numpy.float32 or numpy.float64"),
+    ({"dtype": "float16"}, TypeError, "dtype must be numpy.float32 or numpy.float64"),
+    ({"dtype": None}, TypeError, "dtype must be numpy.float32 or numpy.float64, got None"),
+    ({"dtype": "bogus"}, TypeError, "got 'bogus'"),
+    ({"dtype": 3.5}, TypeError, "got 3.5"),
+    ({"dtype": [1]}, TypeError, r"got \[1\]"),
 ])
 def test_bad_options(cls, kwargs, err, match):
     with pytest.raises(err, match=match):
@@ -128,7 +128,7 @@ def test_bad_cell_input(cls):
 
 def test_unknown_attribute():
     with pytest.raises(AttributeError, match="'LSTM' object has no attribute 'weight_ih_l5'"):
-        nplstm.LSTM(3, 5).weight_ih_l5
+        _ = nplstm.LSTM(3, 5).weight_ih_l5
 
 
 def test_train_mode_must_be_bool():
@@ -141,7 +141,7 @@ def test_nan_propagates_like_torch():
     m = nplstm.LSTM(3, 5, seed=0)
     x = np.zeros((4, 1, 3))
     x[1, 0, 0] = np.nan
-    out, (h, c) = m(x)
+    out, (_h, c) = m(x)
     assert not np.isnan(out[0]).any() and np.isnan(out[1:]).all() and np.isnan(c).all()
 
 

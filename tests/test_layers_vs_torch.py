@@ -4,13 +4,12 @@ import itertools
 
 import numpy as np
 import pytest
-
 from helpers import PAIRS, T, assert_close, states, to_torch_state, torch, twin
 
 H_IN, H, N_BATCH, L = 3, 5, 2, 7
 
 GRID = [
-    dict(kind=kind, num_layers=nl, bidirectional=bi, batch_first=bf, bias=bias, proj_size=proj)
+    {"kind": kind, "num_layers": nl, "bidirectional": bi, "batch_first": bf, "bias": bias, "proj_size": proj}
     for kind, nl, bi, bf, bias, proj in itertools.product(
         ("lstm", "gru", "rnn", "rnn_relu"), (1, 2), (False, True), (False, True),
         (True, False), (0, 2))
@@ -74,7 +73,7 @@ def test_sizes_one(kind, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_long_sequence_multilayer(kind, dtype):
     """L=1000, three layers, bidirectional, distinct sizes; errors must not grow."""
-    kwargs = dict(num_layers=3, bidirectional=True)
+    kwargs = {"num_layers": 3, "bidirectional": True}
     if kind == "lstm":
         kwargs["proj_size"] = 4
     ours, theirs = twin(kind, 6, 9, dtype=dtype, seed=5, **kwargs)
@@ -99,7 +98,7 @@ def test_larger_sizes(kind):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_accepts_torch_tensors_and_lists(kind):
-    ours, theirs = twin(kind, 3, 4, dtype=np.float64)
+    ours, _theirs = twin(kind, 3, 4, dtype=np.float64)
     x = np.random.default_rng(0).standard_normal((5, 3))
     want = ours(x)[0]
     np.testing.assert_array_equal(ours(T(x))[0], want)

@@ -4,9 +4,8 @@ import itertools
 
 import numpy as np
 import pytest
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
 from helpers import T, assert_close, states, to_torch_state, torch, twin
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 L, N_BATCH, H_IN, H = 9, 4, 3, 5
 LENGTHS = np.array([5, 9, 1, 7])  # unsorted, one full, one of length 1
@@ -27,7 +26,7 @@ def _packed_torch(module, x, lengths, hx, batch_first):
         ("lstm", "gru", "rnn"), (1, 2), (False, True), (False, True), (False, True), (0, 2))
     if proj == 0 or k == "lstm"])
 def test_lengths_match_packed_sequence(kind, nl, bi, bf, with_hx, proj, dtype):
-    kwargs = dict(num_layers=nl, bidirectional=bi, batch_first=bf)
+    kwargs = {"num_layers": nl, "bidirectional": bi, "batch_first": bf}
     if proj:
         kwargs["proj_size"] = proj
     ours, theirs = twin(kind, H_IN, H, dtype=dtype, seed=3, **kwargs)
@@ -123,7 +122,7 @@ def test_stream_one_step_with_cell_equals_layer():
     cell = nplstm.LSTMCell(H_IN, H, dtype=np.float64)
     cell.load_state_dict({k[:-3]: v for k, v in layer.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((L, 2, H_IN))
-    out, (h_n, c_n) = layer(x)
+    out, (_h_n, c_n) = layer(x)
     h = c = np.zeros((2, H))
     for t in range(L):
         h, c = cell(x[t], (h, c))

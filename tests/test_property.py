@@ -1,10 +1,10 @@
 """Hypothesis draws configurations, shapes and inputs; nplstm must equal PyTorch."""
 
 import numpy as np
+from helpers import T, assert_close, randomize, to_torch_state, torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import T, assert_close, randomize, to_torch_state, torch  # noqa: F401
 import nplstm
 
 PAIRS = {"lstm": (nplstm.LSTM, torch.nn.LSTM), "gru": (nplstm.GRU, torch.nn.GRU),
@@ -15,16 +15,16 @@ PAIRS = {"lstm": (nplstm.LSTM, torch.nn.LSTM), "gru": (nplstm.GRU, torch.nn.GRU)
 def configs(draw):
     kind = draw(st.sampled_from(sorted(PAIRS)))
     hidden = draw(st.integers(1, 8))
-    cfg = dict(num_layers=draw(st.integers(1, 3)), bias=draw(st.booleans()),
-               batch_first=draw(st.booleans()), bidirectional=draw(st.booleans()))
+    cfg = {"num_layers": draw(st.integers(1, 3)), "bias": draw(st.booleans()),
+               "batch_first": draw(st.booleans()), "bidirectional": draw(st.booleans())}
     if kind == "lstm" and hidden > 1:
         cfg["proj_size"] = draw(st.integers(0, hidden - 1))
     if kind == "rnn":
         cfg["nonlinearity"] = draw(st.sampled_from(["tanh", "relu"]))
     sizes = (draw(st.integers(1, 6)), hidden)
-    shape = dict(L=draw(st.integers(1, 12)), N=draw(st.integers(1, 4)),
-                 unbatched=draw(st.booleans()), with_hx=draw(st.booleans()),
-                 with_lengths=draw(st.booleans()))
+    shape = {"L": draw(st.integers(1, 12)), "N": draw(st.integers(1, 4)),
+                 "unbatched": draw(st.booleans()), "with_hx": draw(st.booleans()),
+                 "with_lengths": draw(st.booleans())}
     dtype = draw(st.sampled_from([np.float64, np.float32]))
     return kind, sizes, cfg, shape, dtype, draw(st.integers(0, 2**31 - 1))
 

@@ -2,15 +2,15 @@
 
 import numpy as np
 import pytest
+from helpers import PAIRS, T, assert_close, randomize, torch, twin
 
 import nplstm
-from helpers import PAIRS, T, assert_close, randomize, torch, twin
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_round_trip_through_torch(kind):
     """nplstm -> torch -> nplstm gives the same arrays and the same outputs."""
-    kwargs = dict(num_layers=2, bidirectional=True)
+    kwargs = {"num_layers": 2, "bidirectional": True}
     if kind == "lstm":
         kwargs["proj_size"] = 2
     ours = PAIRS[kind][0](3, 5, dtype=np.float64, seed=8, **kwargs)
@@ -152,8 +152,8 @@ def test_non_string_keys_are_unexpected():
 
 
 @pytest.mark.parametrize("ours,theirs,match", [
-    (nplstm.LSTM, torch.nn.GRU(4, 4), "weight_ih_l0 has 12 rows; a LSTM with hidden_size 4 "
-                                      r"needs 4 x 4 = 16 \(these look like a GRU's weights\)"),
+    (nplstm.LSTM, torch.nn.GRU(4, 4), ("weight_ih_l0 has 12 rows; a LSTM with hidden_size 4 "
+                                      r"needs 4 x 4 = 16 \(these look like a GRU's weights\)")),
     (nplstm.GRUCell, torch.nn.LSTMCell(4, 4), "these look like an LSTM's weights"),
     (nplstm.RNNCell, torch.nn.GRUCell(4, 6), "these look like a GRU's weights"),
 ])

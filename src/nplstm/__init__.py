@@ -16,19 +16,19 @@ from .trace import Trace
 __version__ = "0.1.0"
 
 __all__ = [
-    "LSTM",
     "GRU",
+    "LSTM",
     "RNN",
-    "LSTMCell",
     "GRUCell",
-    "RNNCell",
-    "Linear",
-    "Trace",
     "IncompatibleKeys",
+    "LSTMCell",
+    "Linear",
+    "RNNCell",
+    "Trace",
+    "__version__",
     "gates",
     "load_weights",
     "save_weights",
-    "__version__",
 ]
 
 

@@ -8,7 +8,7 @@ or nplstm's own seeded weights when it is not, and a short time series.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +29,8 @@ class DemoModel:
     cell: str
     layer: Any
     head: Linear
-    torch_layer: Optional[Any] = None
-    torch_head: Optional[Any] = None
+    torch_layer: Any | None = None
+    torch_head: Any | None = None
 
     def __call__(self, x, hx=None):
         """``(prediction, output, state)`` for input ``(L, H_in)`` or ``(L, N, H_in)``."""

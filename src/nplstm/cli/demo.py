@@ -117,19 +117,19 @@ def run(args):
         y = model.head(values["h"])
         for name, value in values.items():
             line = f"  {funcs[name].__name__:<{width}}{gates.equation(funcs[name]):<52}" \
-                   f"{str(value.shape):<6} {_fmt(value, P)}"
+                   f"{value.shape!s:<6} {_fmt(value, P)}"
             if has_torch and name in t_states[t]:
                 line += f"   torch {_fmt(t_states[t][name], P)}"
                 worst = max(worst, float(np.max(np.abs(value - t_states[t][name]))))
             print(line)
-        line = f"  {'Linear':<{width}}{'y = W h + b':<52}{str(y.shape):<6} {_fmt(y, P)}"
+        line = f"  {'Linear':<{width}}{'y = W h + b':<52}{y.shape!s:<6} {_fmt(y, P)}"
         if has_torch:
             line += f"   torch {_fmt(t_out[t], P)}"
             worst = max(worst, float(np.max(np.abs(y - t_out[t]))))
         print(line + "\n")
 
     # The fused fast path over the whole sequence must agree too.
-    pred, output, fast_state = model(x)
+    _pred, _output, fast_state = model(x)
     fast = fast_state if isinstance(fast_state, tuple) else (fast_state,)
     for name, per_gate, fused in zip("hc", state, fast):
         print(f"final {name}: per-gate {_fmt(per_gate, P)}   nplstm.{type(model.layer).__name__} "

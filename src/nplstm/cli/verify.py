@@ -71,9 +71,9 @@ def grid(args):
     """Every configuration to run, as dicts."""
     fixed = {k: getattr(args, k) for k in OPTIONS + ("unbatched", "with_state", "dtype")
              if getattr(args, k) is not None}
-    axes = dict(num_layers=(1, 2), bidirectional=(False, True), batch_first=(False, True),
-                proj_size=(0, 2), bias=(True, False), unbatched=(False, True),
-                with_state=(False, True), dtype=("float64", "float32"))
+    axes = {"num_layers": (1, 2), "bidirectional": (False, True), "batch_first": (False, True),
+                "proj_size": (0, 2), "bias": (True, False), "unbatched": (False, True),
+                "with_state": (False, True), "dtype": ("float64", "float32")}
     for key, value in fixed.items():
         axes[key] = (value,)
     out = []
