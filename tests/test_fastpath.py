@@ -269,3 +269,88 @@ def test_cells_in_both_modes(kind, mode):
     for t in range(30):
         state = cell(x[t], state)
         assert np.array_equal(state[0] if kind == "lstm" else state, out[t])
+
+
+# ------------------------------------------------- the one-step streaming path --
+
+LAYER = {"lstm": nplstm.LSTM, "gru": nplstm.GRU, "rnn": nplstm.RNN}
+
+
+def _general(layer, x, hx):
+    """The general path, bypassing the one-step shortcut."""
+    output, state, _ = layer._forward(x, hx, None, record=False)
+    return output, state
+
+
+def _arrays(result):
+    output, state = result
+    return [output, *(state if isinstance(state, tuple) else (state,))]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout,batch", [("time_first", 1), ("time_first", 3),
+                                          ("batch_first", 1), ("batch_first", 3),
+                                          ("unbatched", 1)])
+@pytest.mark.parametrize("kind,kwargs", [
+    ("lstm", {}), ("lstm", {"num_layers": 3, "proj_size": PROJ}), ("gru", {"num_layers": 2}),
+    ("rnn", {}), ("rnn", {"num_layers": 2, "nonlinearity": "relu"})])
+def test_one_step_shortcut_equals_general_path(kind, kwargs, batch, layout, dtype):
+    """A one-step call takes the shortcut, and gives exactly the general path's
+    arrays: fresh ones, of the same shapes, with or without a state."""
+    ours, _ = _twin(kind, dtype, batch_first=layout == "batch_first", **kwargs)
+    rng = np.random.default_rng(11)
+    shape = {"time_first": (1, batch, H_IN), "batch_first": (batch, 1, H_IN),
+             "unbatched": (1, H_IN)}[layout]
+    state = None
+    for _ in range(4):
+        x = rng.uniform(-1, 1, shape).astype(dtype)
+        assert ours._one_step(x, state) is not None  # the shortcut is taken
+        fast, slow = ours(x, state), _general(ours, x, state)
+        for a, b in zip(_arrays(fast), _arrays(slow)):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            assert np.array_equal(a, b)
+        arrays = _arrays(fast)
+        for i, a in enumerate(arrays):  # nothing returned shares memory
+            assert a.flags.writeable and a.flags.c_contiguous
+            assert not any(np.shares_memory(a, b) for b in arrays[i + 1:])
+        state = fast[1]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_one_step_shortcut_declines_what_it_cannot_take(kind):
+    """Other dtypes, lists, tensors, longer inputs, bidirectional layers and
+    active dropout take the general path, which converts them or raises."""
+    layer, _ = _twin(kind, np.float32, num_layers=2, dropout=0.5)
+    x = np.random.default_rng(12).uniform(-1, 1, (1, 2, H_IN)).astype(np.float32)
+    state = layer(x)[1]
+    assert layer._one_step(x, state) is not None
+    assert layer._one_step(x.astype(np.float64), state) is None
+    assert layer._one_step(x.tolist(), state) is None
+    assert layer._one_step(T(x), state) is None
+    assert layer._one_step(np.concatenate([x, x]), state) is None
+    assert layer._one_step(x, [state] if kind != "lstm" else list(state)) is None
+    bad = (state[0][:, :1], state[1]) if kind == "lstm" else state[:, :1]
+    assert layer._one_step(x, bad) is None
+    with pytest.raises(ValueError, match=r"Expected h_0 of shape \(2, 2, 11\), got \(2, 1, 11\)"):
+        layer(x, bad)
+    np.testing.assert_array_equal(layer(x.astype(np.float64), state)[0], layer(x, state)[0])
+    layer.train()  # dropout between layers: masks are drawn, so the general path
+    assert layer._one_step(x, state) is None
+    bi, _ = _twin(kind, np.float32, bidirectional=True)
+    assert bi._one_step(x, None) is None
+
+
+def test_one_step_shortcut_sees_new_weights_and_survives_pickle():
+    import pickle
+
+    layer, _ = _twin("lstm", np.float64, num_layers=2)
+    x = np.random.default_rng(13).uniform(-1, 1, (1, 2, H_IN))
+    before = layer(x)[0]
+    other, _ = _twin("lstm", np.float64, num_layers=2)
+    other.weight_hh_l1 = other.weight_hh_l1 * 0.5
+    layer.load_state_dict(other.state_dict())
+    after = layer(x)[0]
+    assert not np.array_equal(before, after)
+    assert np.array_equal(after, _general(layer, x, None)[0])
+    copy = pickle.loads(pickle.dumps(layer))
+    assert np.array_equal(copy(x)[0], after)

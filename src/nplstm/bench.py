@@ -34,7 +34,7 @@ import numpy as np
 
 import nplstm
 
-#: The configurations of issue 6: (T, B, H) whole sequences, then the stream.
+#: The standard configurations: (T, B, H) whole sequences, then the stream.
 DEFAULT_CONFIGS = [(100, 1, 32), (100, 1, 128), (100, 1, 512), (100, 64, 128),
                    (100, 64, 512), (1000, 16, 256)]
 DEFAULT_STREAM = (1000, 1, 128)

@@ -40,7 +40,9 @@ trick is applied once, at load time or in shared plumbing, and explained:
    made once per run in a :class:`Workspace`; a step is a short list of ufuncs
    with positional ``out`` and 0-d constants of the right dtype (a Python float
    costs a conversion on every call). The LSTM keeps ``c`` right after ``g`` so
-   ``[i, f] * [g, c]`` is a single multiply.
+   ``[i, f] * [g, c]`` is a single multiply. At N = 1, ``W_hh @ h`` is an
+   ``np.dot`` of 1-D views: NumPy then calls BLAS gemv directly, ~10% faster
+   than ``np.matmul`` with a ``(H, 1)`` column (2.0 vs 3.0 µs at H = 32).
 
 A step takes ``(xp_t, state, ws, record)``: the projected input ``(G*H, N)``,
 the state tuple (``(h, c)`` or ``(h,)``, each ``(H, N)``), the workspace, and
@@ -203,6 +205,8 @@ class Workspace:
         self.minus_two = dtype.type(-2.0)
         self.out = None
         self.xp = np.empty((w.W_ih.shape[0], N), dtype)  # one step's projection
+        self.vec = N == 1  # W_hh @ h as a 1-D np.dot: BLAS gemv, the cheapest call
+
 
 
 def take_workspace(family, w, N, dtype):
@@ -268,6 +272,7 @@ def lstm_workspace(w, N, dtype):
     H = w.H
     z = np.empty((5 * H, N), dtype)  # rows o | i | f | g | c
     ws.pre = z[:4 * H]  # (4H, N) the gate pre-activations, then activations
+    ws.pre_vec = ws.pre[:, 0] if N == 1 else None  # (4H,) when N = 1
     ws.sig = z[:3 * H]  # o, i, f: the sigmoid rows
     ws.o, ws.i, ws.f, ws.g = (z[k * H:(k + 1) * H] for k in range(4))
     ws.i_f, ws.g_c = z[H:3 * H], z[3 * H:5 * H]  # multiplied pairwise: i·g, f·c
@@ -288,7 +293,10 @@ def lstm_step(xp_t, state, ws, record=None):
     if c_prev is not ws.c:
         np.copyto(ws.c, c_prev)
     pre, g, tanh_c = ws.pre, ws.g, ws.tanh_c
-    np.matmul(ws.W_hh, h_prev, pre)  # (4H, N) rows o|i|f|g, scaled for the mode
+    if ws.vec:  # N = 1: gemv on 1-D views (trick 4)
+        np.dot(ws.W_hh, h_prev[:, 0], ws.pre_vec)
+    else:
+        np.matmul(ws.W_hh, h_prev, pre)  # (4H, N) rows o|i|f|g, scaled for the mode
     np.add(pre, xp_t, pre)
     if ws.exp:
         _sigmoid(ws.sig, ws)  # o, i, f = σ(·)
@@ -333,6 +341,7 @@ def gru_workspace(w, N, dtype):
     ws = Workspace(w, N, dtype)
     H = w.H
     ws.pre = np.empty((3 * H, N), dtype)  # W_hh @ h, rows r | z | n
+    ws.pre_vec = ws.pre[:, 0] if N == 1 else None  # (3H,) when N = 1
     ws.rz, ws.r, ws.z, ws.hn = ws.pre[:2 * H], ws.pre[:H], ws.pre[H:2 * H], ws.pre[2 * H:]
     ws.n = np.empty((H, N), dtype)
     ws.d = np.empty((H, N), dtype)
@@ -345,7 +354,10 @@ def gru_step(xp_t, state, ws, record=None):
     """r, z from x and h; n = tanh(x_n + r⊙(W_hn h + b_hn)); h = n + z⊙(h − n)."""
     (h_prev,) = state
     H2, n, d = 2 * ws.H, ws.n, ws.d
-    np.matmul(ws.W_hh, h_prev, ws.pre)  # (3H, N) rows r|z|n, scaled for the mode
+    if ws.vec:  # N = 1: gemv on 1-D views (trick 4)
+        np.dot(ws.W_hh, h_prev[:, 0], ws.pre_vec)
+    else:
+        np.matmul(ws.W_hh, h_prev, ws.pre)  # (3H, N) rows r|z|n, scaled for the mode
     rz = np.add(ws.rz, xp_t[:H2], ws.rz)
     _sigmoid(rz, ws)  # r, z = σ(·)
     hn = ws.hn
@@ -379,6 +391,7 @@ def rnn_prepare(p, nonlinearity="tanh"):
 def rnn_workspace(w, N, dtype):
     ws = Workspace(w, N, dtype)
     ws.pre = np.empty((w.H, N), dtype)
+    ws.pre_vec = ws.pre[:, 0] if N == 1 else None  # (H,) when N = 1
     ws.relu = w.relu
     return ws
 
@@ -386,7 +399,11 @@ def rnn_workspace(w, N, dtype):
 def rnn_step(xp_t, state, ws, record=None):
     """h = act(W_ih x + b_ih + W_hh h + b_hh)."""
     (h_prev,) = state
-    pre = np.matmul(ws.W_hh, h_prev, ws.pre)  # (H, N)
+    pre = ws.pre  # (H, N)
+    if ws.vec:  # N = 1: gemv on 1-D views (trick 4)
+        np.dot(ws.W_hh, h_prev[:, 0], ws.pre_vec)
+    else:
+        np.matmul(ws.W_hh, h_prev, pre)
     np.add(pre, xp_t, pre)
     if ws.relu:
         return (np.maximum(pre, ws.zero, out=ws.out),)

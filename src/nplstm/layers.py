@@ -12,13 +12,17 @@ layers, ``lengths=`` masks, initial states and their checks -- is shared.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import types
 
 import numpy as np
 
 from . import cells, loop
 from .module import Module, check_bool, check_gate_rows, check_size, to_numpy, warn_dropout
 from .trace import Trace
+
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 class _RNNBase(Module):
@@ -119,8 +123,110 @@ class _RNNBase(Module):
 
     def __call__(self, input, hx=None, *, lengths=None):
         """Run the whole sequence. See the class docstring for shapes."""
+        if lengths is None:
+            fast = self._one_step(input, hx)
+            if fast is not None:
+                return fast
         output, state, _ = self._forward(input, hx, lengths, record=False)
         return output, state
+
+    def _one_step(self, input, hx):
+        """The streaming hot path: one time step, arrays already of the layer's dtype.
+
+        A sensor loop calls ``y, state = layer(x_t, state)`` thousands of times
+        with the state the layer itself returned, so this path checks only what
+        it must (type, dtype and shape of each array) against a plan made once
+        per input shape (:meth:`_step_plan`), and goes straight to the family's
+        step with the prepared weights and pooled workspaces -- no conversion,
+        no transposes, no intermediate stacks. It computes the very same
+        products as :meth:`_forward` (whose ``loop.run_direction`` has the same
+        one-step branch), so results are identical; the tests hold it to that.
+        Anything unusual -- other dtypes, lists or tensors, bidirectional
+        layers, active dropout, a shape or type that is wrong -- returns None
+        and takes the general path, which converts or raises its clear errors.
+        """
+        if type(input) is not np.ndarray or input.dtype != self.dtype or (
+                self.training and self.dropout > 0 and self.num_layers > 1):
+            return None
+        plans = self._step_plans
+        if plans is None or plans[0] is not self._prepared:
+            plans = self._step_plans = (self._weights(), {})
+        key = (input.shape, hx is None)
+        plan = plans[1].get(key, False)
+        if plan is False:
+            plan = plans[1][key] = self._step_plan(input.shape, hx is None)
+        if plan is None:
+            return None
+        N, shapes, dtype = plan.N, plan.shapes, self.dtype
+        if hx is None:
+            states = None
+        else:
+            states = (hx,) if len(shapes) == 1 else hx
+            if type(states) is not tuple or len(states) != len(shapes):
+                return None
+            for s, shape in zip(states, shapes):
+                if type(s) is not np.ndarray or s.dtype != dtype or s.shape != shape:
+                    return None
+        if plan.unbatched:
+            x = input  # (1, H_in): a batch of one
+        else:
+            x = input[:, 0] if plan.batch_first else input[0]  # (N, H_in)
+        family = self.family
+        h_n = np.empty(plan.finals[0], dtype)  # (num_layers, N, H_out)
+        c_n = np.empty(plan.finals[1], dtype) if len(shapes) == 2 else None
+        with cells.quiet() if plan.quiet else _NO_CONTEXT:
+            for k, w in enumerate(plan.weights):
+                if states is None:
+                    state = plan.zeros
+                elif plan.unbatched:
+                    state = (states[0][k][:, None],) if c_n is None else (
+                        states[0][k][:, None], states[1][k][:, None])  # (H, 1)
+                else:
+                    state = (states[0][k].T,) if c_n is None else (
+                        states[0][k].T, states[1][k].T)  # (H, N) gate-major views
+                ws = cells.take_workspace(family, w, N, dtype)
+                ws.out = out = h_n[k].T  # (H_out, N): the step writes h_n[k] in place
+                new = family.step(ws.k.project_step(x, ws.xp), state, ws, None)
+                if new[0] is not out:
+                    np.copyto(out, new[0])
+                if c_n is not None:
+                    np.copyto(c_n[k].T, new[1])
+                ws.out = None
+                cells.give_back(w, ws, N, dtype)
+                x = h_n[k]  # (N, H_out): the next layer's input
+        if plan.unbatched:
+            h_n = h_n[:, 0]
+            c_n = None if c_n is None else c_n[:, 0]
+            output = h_n[-1:].copy()  # (1, H_out)
+        elif plan.batch_first:
+            output = h_n[-1][:, None].copy()  # (N, 1, H_out)
+        else:
+            output = h_n[-1:].copy()  # (1, N, H_out)
+        return output, self._pack_state((h_n,) if c_n is None else (h_n, c_n))
+
+    def _step_plan(self, shape, zero_state):
+        """What :meth:`_one_step` needs for inputs of this shape, or None when such
+        a call is not a one-step call it can take (then it never will be)."""
+        if self.bidirectional or len(shape) not in (2, 3) or shape[-1] != self.input_size:
+            return None
+        unbatched = len(shape) == 2
+        if unbatched:
+            L, N = shape[0], 1
+        else:
+            L, N = (shape[1], shape[0]) if self.batch_first else shape[:2]
+        if L != 1 or N == 0:
+            return None
+        plan = types.SimpleNamespace(N=N, unbatched=unbatched, batch_first=self.batch_first)
+        plan.finals = [(self.num_layers, N, s[-1]) for s in self._state_shapes((N,))]
+        plan.shapes = tuple(self._state_shapes(() if unbatched else (N,)))
+        plan.weights = [layer[0] for layer in self._prepared]
+        plan.quiet = self.hidden_size * N >= cells.EXP_MIN  # the "exp" mode may overflow
+        plan.zeros = None
+        if zero_state:
+            zeros = np.zeros((self.hidden_size, N), self.dtype)  # read, never written
+            zeros.flags.writeable = False
+            plan.zeros = (zeros[:self.output_size], zeros)[:len(plan.shapes)]
+        return plan
 
     def trace(self, input, hx=None, lengths=None):
         """Run like ``__call__`` and keep every gate and state: a :class:`Trace`."""

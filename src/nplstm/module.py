@@ -106,6 +106,7 @@ class Module:
         # Dropout masks get their own stream, seeded from the same seed.
         self._dropout_rng = np.random.default_rng(self._rng.integers(2**63))
         self._prepared = None
+        self._step_plans = None  # layers: (prepared weights, {input shape: plan})
 
     # ---------------------------------------------------------- parameters --
 
@@ -130,10 +131,11 @@ class Module:
 
     def __getstate__(self):
         # Pickle/deepcopy: keep the parameters, rebuild the prepared copies on use.
-        return {**self.__dict__, "_prepared": None}
+        return {**self.__dict__, "_prepared": None, "_step_plans": None}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("_step_plans", None)
         for arr in self._params.values():  # pickling does not keep the read-only flag
             arr.flags.writeable = False
 

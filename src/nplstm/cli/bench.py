@@ -1,6 +1,6 @@
 """``nplstm bench``: nplstm's speed against torch and onnxruntime, side by side.
 
-Runs the configurations of issue 6 (or those named with --config) for each
+Runs a standard set of configurations (or those named with --config) for each
 --cell and --threads, interleaving the runtimes, and prints median times,
 ratios (nplstm / other: below 1 is faster) and the largest output difference.
 """
@@ -14,7 +14,7 @@ from . import CLIError
 
 EPILOG = """\
 examples:
-  nplstm bench                                   # issue 6's table, LSTM, 1 thread
+  nplstm bench                                   # the standard table, LSTM, 1 thread
   nplstm bench --cell gru --cell rnn --threads 1,2 --json bench.json
   nplstm bench --config 100,1,128 --config 1000,16,256 --repeats 9
   nplstm bench --config 1000,1,128 --stream      # one step per call, state carried
@@ -29,7 +29,7 @@ def register(sub):
                    help="cell type (repeatable; default: lstm)")
     p.add_argument("--config", action="append", metavar="T,B,H",
                    help="sequence length, batch, hidden size (= input size); repeatable; "
-                   "default: issue 6's configurations and a 1000-step stream")
+                   "default: six standard sizes and a 1000-step stream")
     p.add_argument("--stream", action="store_true",
                    help="run the --config entries as T one-step calls, state carried")
     p.add_argument("--threads", default="1", metavar="N[,N...]",
