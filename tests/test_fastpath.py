@@ -354,3 +354,35 @@ def test_one_step_shortcut_sees_new_weights_and_survives_pickle():
     assert np.array_equal(after, _general(layer, x, None)[0])
     copy = pickle.loads(pickle.dumps(layer))
     assert np.array_equal(copy(x)[0], after)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("batch", [None, 1, 3])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_cell_shortcut_equals_general_path(kind, batch, dtype):
+    """Cells called with ready arrays take the shortcut and give exactly what the
+    general path (loop.run_cell) gives: fresh arrays of the same shapes."""
+    cls = {"lstm": nplstm.LSTMCell, "gru": nplstm.GRUCell, "rnn": nplstm.RNNCell}[kind]
+    cell = cls(H_IN, H, dtype=dtype, seed=3)
+    rng = np.random.default_rng(14)
+    shape = (H_IN,) if batch is None else (batch, H_IN)
+    state = None
+    for _ in range(4):
+        x = rng.uniform(-1, 1, shape).astype(dtype)
+        assert cell._fast_step(x, state) is not None
+        fast = cell(x, state)
+        general, _ = cell._step(x, state, None)
+        fast_arrays = fast if kind == "lstm" else (fast,)
+        for a, b in zip(fast_arrays, general):
+            assert a.shape == b.shape == (shape[:-1] + (H,)) and a.dtype == b.dtype == dtype
+            assert np.array_equal(a, b) and a.flags.c_contiguous and a.flags.writeable
+        if kind == "lstm":
+            assert not np.shares_memory(*fast)
+        state = fast
+    assert cell._fast_step(x.tolist(), state) is None
+    assert cell._fast_step(x.astype(np.float16), state) is None
+    assert cell._fast_step(np.zeros((0, H_IN), dtype), None) is None
+    bad = np.zeros(shape[:-1] + (H + 1,), dtype)
+    assert cell._fast_step(x, (bad, bad) if kind == "lstm" else bad) is None
+    with pytest.raises(ValueError, match="expected .* of shape"):
+        cell(x, (bad, bad) if kind == "lstm" else bad)

@@ -12,7 +12,6 @@ layers, ``lengths=`` masks, initial states and their checks -- is shared.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import types
 
@@ -21,8 +20,6 @@ import numpy as np
 from . import cells, loop
 from .module import Module, check_bool, check_gate_rows, check_size, to_numpy, warn_dropout
 from .trace import Trace
-
-_NO_CONTEXT = contextlib.nullcontext()
 
 
 class _RNNBase(Module):
@@ -174,7 +171,7 @@ class _RNNBase(Module):
         family = self.family
         h_n = np.empty(plan.finals[0], dtype)  # (num_layers, N, H_out)
         c_n = np.empty(plan.finals[1], dtype) if len(shapes) == 2 else None
-        with cells.quiet() if plan.quiet else _NO_CONTEXT:
+        with cells.quiet_for(plan.size):
             for k, w in enumerate(plan.weights):
                 if states is None:
                     state = plan.zeros
@@ -220,7 +217,7 @@ class _RNNBase(Module):
         plan.finals = [(self.num_layers, N, s[-1]) for s in self._state_shapes((N,))]
         plan.shapes = tuple(self._state_shapes(() if unbatched else (N,)))
         plan.weights = [layer[0] for layer in self._prepared]
-        plan.quiet = self.hidden_size * N >= cells.EXP_MIN  # the "exp" mode may overflow
+        plan.size = self.hidden_size * N  # for cells.quiet_for
         plan.zeros = None
         if zero_state:
             zeros = np.zeros((self.hidden_size, N), self.dtype)  # read, never written
