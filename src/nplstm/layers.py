@@ -151,7 +151,9 @@ class _RNNBase(Module):
         key = (input.shape, hx is None)
         plan = plans[1].get(key, False)
         if plan is False:
-            plan = plans[1][key] = self._step_plan(input.shape, hx is None)
+            if len(plans[1]) >= 16:  # a stream uses one or two shapes: keep a few
+                plans[1].clear()
+            plan = plans[1][key] = self._step_plan(input.shape, hx is None, plans[0])
         if plan is None:
             return None
         N, shapes, dtype = plan.N, plan.shapes, self.dtype
@@ -201,7 +203,7 @@ class _RNNBase(Module):
             output = h_n[-1:].copy()  # (1, N, H_out)
         return output, self._pack_state((h_n,) if c_n is None else (h_n, c_n))
 
-    def _step_plan(self, shape, zero_state):
+    def _step_plan(self, shape, zero_state, weights):
         """What :meth:`_one_step` needs for inputs of this shape, or None when such
         a call is not a one-step call it can take (then it never will be)."""
         if self.bidirectional or len(shape) not in (2, 3) or shape[-1] != self.input_size:
@@ -216,7 +218,7 @@ class _RNNBase(Module):
         plan = types.SimpleNamespace(N=N, unbatched=unbatched, batch_first=self.batch_first)
         plan.finals = [(self.num_layers, N, s[-1]) for s in self._state_shapes((N,))]
         plan.shapes = tuple(self._state_shapes(() if unbatched else (N,)))
-        plan.weights = [layer[0] for layer in self._prepared]
+        plan.weights = [layer[0] for layer in weights]  # one direction per layer
         plan.size = self.hidden_size * N  # for cells.quiet_for
         plan.zeros = None
         if zero_state:
