@@ -75,6 +75,8 @@ def test_format_table_and_describe():
     (["bench", "--threads", "0"], "--threads must be some integers >= 1"),
     (["bench", "--repeats", "0"], "--repeats must be >= 1"),
     (["bench", "--stream"], "--stream applies to --config entries"),
+    (["bench", "--memory", "1,2"], "--memory must be 3 integers"),
+    (["bench", "--memory", "0,1,1"], "--memory must be 3 integers >= 1"),
 ])
 def test_cli_errors(argv, match, capsys):
     assert main(argv) == 2
@@ -90,8 +92,22 @@ def test_benchmarks_script_runs(tmp_path):
     assert json.loads(path.read_text())["results"][0]["label"] == "rnn T4 B2 H3"
 
 
-def test_default_configs_are_issue_6():
+def test_default_configs():
     cfgs = bench.default_configs(("lstm", "gru"))
     assert len(cfgs) == 14 and cfgs[-1].mode == "stream"
     assert [(c.T, c.B, c.H) for c in cfgs[:6]] == bench.DEFAULT_CONFIGS
     assert np.all([c.cell == "lstm" for c in cfgs[:7]])
+
+
+def test_cli_memory(tmp_path, capsys):
+    """--memory measures one long call: the output, and a workspace beside it that
+    does not grow with the sequence (the projection runs in bounded chunks)."""
+    path = tmp_path / "m.json"
+    assert main(["bench", "--memory", "30000,2,8", "--cell", "gru", "--json", str(path)]) == 0
+    assert "gru T30000 B2 H8: peak" in capsys.readouterr().out
+    (row,) = json.loads(path.read_text())["memory"]
+    assert row["output_bytes"] == 30000 * 2 * 8 * 4
+    assert row["peak_bytes"] == row["output_bytes"] + row["workspace_bytes"]
+    longer = bench.peak_memory("gru", T=90000, B=2, H=8)  # beyond one projection chunk
+    assert longer["output_bytes"] == 3 * row["output_bytes"]
+    assert longer["workspace_bytes"] <= row["workspace_bytes"] + 4096

@@ -338,6 +338,40 @@ def run(configs, threads=(1,), repeats=5, min_time=0.005, with_reference=True, p
     return {"machine": machine_info(), "blas": blas_info(), "results": results}
 
 
+def peak_memory(cell, T=100_000, B=1, H=128, seed=0):
+    """Peak memory of one call on a long sequence, beyond its output (tracemalloc).
+
+    NumPy reports its array allocations to tracemalloc, so the peak over the call
+    minus what was allocated before it is everything the call needed: the output
+    itself plus the workspace, which must not grow with T (the input projection
+    runs in chunks of ``cells.CHUNK_ELEMENTS`` gate values).
+    """
+    import tracemalloc
+
+    layer = _LAYERS[cell](H, H, seed=seed)
+    x = np.random.default_rng(seed).uniform(-1, 1, (T, B, H)).astype(np.float32)
+    layer(x[:2])  # the prepared weights exist before measuring, as in a served model
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        out, _ = layer(x)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return {"cell": cell, "T": T, "B": B, "H": H, "output_bytes": int(out.nbytes),
+            "peak_bytes": int(peak), "workspace_bytes": int(peak - out.nbytes)}
+
+
+def format_memory(rows):
+    """One line per :func:`peak_memory` result, in MiB."""
+    mib = 1 << 20
+    return "\n".join(
+        f"  {r['cell']} T{r['T']} B{r['B']} H{r['H']}: peak {r['peak_bytes'] / mib:.1f} MiB, "
+        f"of which output {r['output_bytes'] / mib:.1f} MiB, workspace "
+        f"{r['workspace_bytes'] / mib:.1f} MiB" for r in rows)
+
+
 def default_configs(cells=("lstm",)):
     out = []
     for cell in cells:

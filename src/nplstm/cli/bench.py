@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from .._atomic import atomic_write
 from . import CLIError
 
 EPILOG = """\
@@ -18,6 +19,7 @@ examples:
   nplstm bench --cell gru --cell rnn --threads 1,2 --json bench.json
   nplstm bench --config 100,1,128 --config 1000,16,256 --repeats 9
   nplstm bench --config 1000,1,128 --stream      # one step per call, state carried
+  nplstm bench --memory --cell gru               # peak memory, T=100,000 B=1 H=128
 """
 
 
@@ -39,6 +41,10 @@ def register(sub):
                    help="each sample repeats the call until it lasts this long (default: 0.005)")
     p.add_argument("--no-reference", action="store_true",
                    help="skip onnx's (slow) reference evaluator")
+    p.add_argument("--memory", nargs="?", const="100000,1,128", metavar="T,B,H",
+                   help="also measure the peak memory of one call on a long sequence "
+                   "(tracemalloc; default 100000,1,128); --memory alone runs only this "
+                   "when no --config is given")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.set_defaults(func=run)
@@ -75,7 +81,8 @@ def run(args):
     if args.min_time < 0:
         raise CLIError(f"--min-time must be >= 0, got {args.min_time}")
     threads = _ints(args.threads, "--threads")
-    todo = configs(args)
+    memory = None if args.memory is None else _ints(args.memory, "--memory", 3)
+    todo = configs(args) if args.config or args.memory is None else []
     try:
         import threadpoolctl  # noqa: F401
     except ImportError:
@@ -83,8 +90,10 @@ def run(args):
                        "pip install 'nplstm[bench]'") from None
     info = {"machine": bench.machine_info(), "blas": bench.blas_info()}
     print(bench.describe(info), flush=True)
-    print(f"{len(todo)} configurations x threads {threads}, {args.repeats} interleaved repeats, "
-          "median times; ratio = nplstm / other (< 1: nplstm faster)\n", flush=True)
+    if todo:
+        print(f"{len(todo)} configurations x threads {threads}, {args.repeats} interleaved "
+              "repeats, median times; ratio = nplstm / other (< 1: nplstm faster)\n",
+              flush=True)
     done = []
 
     def progress(result):
@@ -93,10 +102,15 @@ def run(args):
               f"{result['times_ms']['nplstm']:.3g} ms", flush=True)
 
     out = bench.run(todo, threads, args.repeats, args.min_time, not args.no_reference, progress)
-    print()
-    print(bench.format_table(out["results"], markdown=args.markdown))
+    if todo:
+        print()
+        print(bench.format_table(out["results"], markdown=args.markdown))
+    if memory is not None:
+        out["memory"] = [bench.peak_memory(cell, *memory) for cell in args.cell or ["lstm"]]
+        print("\nPeak memory of one call (float32, tracemalloc):")
+        print(bench.format_memory(out["memory"]))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        with atomic_write(args.json) as f:
+            f.write(json.dumps(out, indent=1).encode())
         print(f"\nwrote {args.json}")
     return 0
