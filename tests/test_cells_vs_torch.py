@@ -123,6 +123,50 @@ def test_rnn_step_equals_fast_path(nonlinearity):
         np.testing.assert_allclose(h, out[t], rtol=0, atol=1e-14)
 
 
+def test_gru_individual_gates_unbatched():
+    """One sample through each GRU gate function, against the cell and the equations."""
+    cell = nplstm.GRUCell(2, 3, dtype=np.float64, seed=4)
+    x, h = np.array([0.5, -1.0]), np.array([0.1, 0.2, -0.3])
+    W, U, b, bh = cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+    rows = {k: gates.gate_rows("gru", k, 3) for k in "rzn"}
+    r = gates.reset_gate(x, h, W[rows["r"]], U[rows["r"]], b[rows["r"]], bh[rows["r"]])
+    z = gates.update_gate(x, h, W[rows["z"]], U[rows["z"]], b[rows["z"]], bh[rows["z"]])
+    n = gates.new_gate(x, h, r, W[rows["n"]], U[rows["n"]], b[rows["n"]], bh[rows["n"]])
+    h_new = gates.gru_hidden_update(z, n, h)
+    assert r.shape == z.shape == n.shape == h_new.shape == (3,)
+    np.testing.assert_allclose(h_new, cell(x, h), rtol=0, atol=1e-15)
+    step_h, step_gates = gates.gru_step(x, h, W, U, b, bh)
+    np.testing.assert_array_equal(step_h, h_new)
+    np.testing.assert_array_equal(step_gates["n"], n)
+    # the equations written out by hand, b_hn inside the reset product
+    zx, zh = W @ x + b, U @ h + bh
+    sig = 1 / (1 + np.exp(-(zx + zh)))
+    np.testing.assert_allclose(r, sig[0:3], atol=1e-15)
+    np.testing.assert_allclose(z, sig[3:6], atol=1e-15)
+    np.testing.assert_allclose(n, np.tanh(zx[6:9] + r * zh[6:9]), atol=1e-15)
+    with torch.no_grad():
+        theirs = torch.nn.GRUCell(2, 3, dtype=torch.float64)
+        theirs.load_state_dict({k: T(v) for k, v in cell.state_dict().items()})
+        assert_close(h_new, theirs(T(x), T(h)), np.float64)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+def test_rnn_step_unbatched(nonlinearity):
+    cell = nplstm.RNNCell(2, 3, nonlinearity=nonlinearity, dtype=np.float64, seed=4)
+    x, h = np.array([0.5, -1.0]), np.array([0.1, 0.2, -0.3])
+    W, U, b, bh = cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh
+    h_new = gates.rnn_step(x, h, W, U, b, bh, nonlinearity)
+    assert h_new.shape == (3,)
+    np.testing.assert_allclose(h_new, cell(x, h), rtol=0, atol=1e-15)
+    pre = W @ x + b + U @ h + bh
+    want = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0)
+    np.testing.assert_allclose(h_new, want, atol=1e-15)
+    with torch.no_grad():
+        theirs = torch.nn.RNNCell(2, 3, nonlinearity=nonlinearity, dtype=torch.float64)
+        theirs.load_state_dict({k: T(v) for k, v in cell.state_dict().items()})
+        assert_close(h_new, theirs(T(x), T(h)), np.float64)
+
+
 def test_sigmoid_is_stable_and_exact():
     x = np.array([-1000.0, -40.0, -1.0, 0.0, 1.0, 40.0, 1000.0])
     with np.errstate(over="raise", divide="raise", invalid="raise"):  # underflow to 0 is right

@@ -23,12 +23,15 @@ def _packed_torch(module, x, lengths, hx, batch_first):
 @pytest.mark.parametrize("kind,nl,bi,bf,with_hx,proj", [
     (k, nl, bi, bf, hx, proj)
     for k, nl, bi, bf, hx, proj in itertools.product(
-        ("lstm", "gru", "rnn"), (1, 2), (False, True), (False, True), (False, True), (0, 2))
+        ("lstm", "gru", "rnn", "rnn_relu"), (1, 2), (False, True), (False, True),
+        (False, True), (0, 2))
     if proj == 0 or k == "lstm"])
 def test_lengths_match_packed_sequence(kind, nl, bi, bf, with_hx, proj, dtype):
     kwargs = {"num_layers": nl, "bidirectional": bi, "batch_first": bf}
     if proj:
         kwargs["proj_size"] = proj
+    if kind == "rnn_relu":
+        kind, kwargs["nonlinearity"] = "rnn", "relu"
     ours, theirs = twin(kind, H_IN, H, dtype=dtype, seed=3, **kwargs)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N_BATCH, L, H_IN) if bf else (L, N_BATCH, H_IN)).astype(dtype)
@@ -69,8 +72,9 @@ def test_lengths_accepts_torch_tensor():
     ([5.0, 3.0, 2.0, 1.0], "lengths must be integers, got dtype float64"),
     ("abcd", "lengths must hold real numbers"),
 ])
-def test_lengths_errors(bad, match):
-    ours, _ = twin("lstm", H_IN, H)
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_lengths_errors(kind, bad, match):
+    ours, _ = twin(kind, H_IN, H)
     x = np.zeros((L, N_BATCH, H_IN))
     with pytest.raises((ValueError, TypeError), match=match):
         ours(x, lengths=bad)

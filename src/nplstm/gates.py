@@ -3,7 +3,7 @@
 This is the module a learner reads. Every function works on one time step, on a
 batch ``x`` of shape ``(N, H_in)`` or a single sample of shape ``(H_in,)``; the
 weights are PyTorch's per-gate slices (``W_ii`` is rows ``0:H`` of
-``weight_ih``, see :data:`GATE_SLICES`). Products are written ``x @ W.T``
+``weight_ih``, see :func:`gate_rows`). Products are written ``x @ W.T``
 exactly as ``torch.nn.LSTM`` documents ``W_ii x``.
 
 Symbols (PyTorch's): ``x`` input, ``h_prev``/``c_prev`` previous hidden and cell
