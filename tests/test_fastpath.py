@@ -386,3 +386,42 @@ def test_cell_shortcut_equals_general_path(kind, batch, dtype):
     assert cell._fast_step(x, (bad, bad) if kind == "lstm" else bad) is None
     with pytest.raises(ValueError, match="expected .* of shape"):
         cell(x, (bad, bad) if kind == "lstm" else bad)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_one_step_shortcut_follows_batch_first_set_after_a_call(kind):
+    """batch_first is an attribute, as in PyTorch: set after a call (say on a
+    layer from from_state_dict), a (1, 3, H_in) input is then 3 steps of one
+    sequence, not one step of 3 -- the cached plan must not remember the old layout."""
+    ours, theirs = _twin(kind, np.float64)
+    x = np.random.default_rng(15).uniform(-1, 1, (1, 3, H_IN))
+    ours(x)  # plans a one-step call for this shape, time-first
+    for batch_first in (True, False):
+        ours.batch_first = theirs.batch_first = batch_first
+        with torch.no_grad():
+            want = theirs(T(x))
+        assert_close(ours(x), want, np.float64)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_one_step_shortcuts_keep_the_general_paths_overflow_handling(kind):
+    """Overflow in a step (here huge states) is no warning and no error in the
+    general path, whatever the size; the shortcuts must not add either."""
+    layer, _ = _twin(kind, np.float32)
+    cell = {"lstm": nplstm.LSTMCell, "gru": nplstm.GRUCell, "rnn": nplstm.RNNCell}[kind](
+        H_IN, H, seed=3)
+    for module in (layer, cell):  # positive weights: the huge products add up
+        module.load_state_dict({k: np.abs(v) for k, v in module.state_dict().items()})
+    x = np.full((1, 1, H_IN), 3e38, np.float32)
+    h = np.full((1, 1, H), 3e38, np.float32)
+    hx = (h, h) if kind == "lstm" else h
+    cx = tuple(s[0] for s in hx) if kind == "lstm" else h[0]
+    with np.errstate(over="raise"):
+        want = _general(layer, x, hx)
+        want_cell, _ = cell._step(x[0], cx, None)
+        assert layer._one_step(x, hx) is not None and cell._fast_step(x[0], cx) is not None
+        got, got_cell = layer(x, hx), cell(x[0], cx)
+    for a, b in zip(_arrays(got), _arrays(want)):
+        assert np.array_equal(a, b, equal_nan=True)
+    for a, b in zip(got_cell if kind == "lstm" else (got_cell,), want_cell):
+        assert np.array_equal(a, b, equal_nan=True)

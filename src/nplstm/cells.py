@@ -54,7 +54,6 @@ new state tuple.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -81,15 +80,6 @@ def quiet():
     ``"exp"`` mode (it gives exactly σ = 0, tanh = −1); every other floating
     point setting stays the caller's."""
     return np.errstate(over="ignore")
-
-
-_NO_CONTEXT = contextlib.nullcontext()
-
-
-def quiet_for(size):
-    """:func:`quiet` for a run whose state block ``H*N`` is ``size`` if that run
-    may use the ``"exp"`` mode; else a context that costs nothing to enter."""
-    return quiet() if size >= EXP_MIN else _NO_CONTEXT
 
 
 @dataclass

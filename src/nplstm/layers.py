@@ -148,7 +148,7 @@ class _RNNBase(Module):
         plans = self._step_plans
         if plans is None or plans[0] is not self._prepared:
             plans = self._step_plans = (self._weights(), {})
-        key = (input.shape, hx is None)
+        key = (input.shape, hx is None, self.batch_first)  # batch_first may be set later
         plan = plans[1].get(key, False)
         if plan is False:
             if len(plans[1]) >= 16:  # a stream uses one or two shapes: keep a few
@@ -173,7 +173,7 @@ class _RNNBase(Module):
         family = self.family
         h_n = np.empty(plan.finals[0], dtype)  # (num_layers, N, H_out)
         c_n = np.empty(plan.finals[1], dtype) if len(shapes) == 2 else None
-        with cells.quiet_for(plan.size):
+        with cells.quiet():  # as loop.run_layers: overflow is no warning, whatever the size
             for k, w in enumerate(plan.weights):
                 if states is None:
                     state = plan.zeros
@@ -219,7 +219,6 @@ class _RNNBase(Module):
         plan.finals = [(self.num_layers, N, s[-1]) for s in self._state_shapes((N,))]
         plan.shapes = tuple(self._state_shapes(() if unbatched else (N,)))
         plan.weights = [layer[0] for layer in weights]  # one direction per layer
-        plan.size = self.hidden_size * N  # for cells.quiet_for
         plan.zeros = None
         if zero_state:
             zeros = np.zeros((self.hidden_size, N), self.dtype)  # read, never written
