@@ -103,6 +103,12 @@ def test_bad_lstm_state():
     x = np.zeros((7, 2, 3))
     with pytest.raises(TypeError, match=r"hx must be a tuple \(h_0, c_0\) of two arrays"):
         m(x, np.zeros((1, 2, 2)))
+    with pytest.raises(TypeError, match=r"two arrays for LSTM, got a tuple of 1"):
+        m(x, (np.zeros((1, 2, 2)),))
+    with pytest.raises(TypeError, match=r"two arrays for LSTM, got a list of 3"):
+        m(x, [np.zeros((1, 2, 2))] * 3)
+    with pytest.raises(TypeError, match=r"\(h, c\) of two arrays for LSTMCell, got a tuple of 1"):
+        nplstm.LSTMCell(3, 5)(x[0], (np.zeros((2, 5)),))
     with pytest.raises(ValueError, match=r"Expected h_0 of shape \(1, 2, 2\), got \(1, 2, 5\)"):
         m(x, (np.zeros((1, 2, 5)), np.zeros((1, 2, 5))))
     with pytest.raises(ValueError, match=r"Expected c_0 of shape \(1, 2, 5\), got \(1, 2, 2\)"):
@@ -212,3 +218,45 @@ def test_pickle_and_deepcopy_keep_parameters_read_only_and_fresh():
         clone.weight_hh_l0 = np.zeros((16, 4))
         assert not np.allclose(clone(x)[0], want)
         np.testing.assert_array_equal(m(x)[0], want)  # the original is untouched
+
+
+def test_rnn_cell_nonlinearity_can_be_changed_like_torchs():
+    """torch.nn.RNNCell reads ``nonlinearity`` on every call; so does nplstm's (the
+    prepared weights are rebuilt), and a bad value is refused when it is set."""
+    torch = pytest.importorskip("torch")
+    ours = nplstm.RNNCell(3, 4, dtype=np.float64, seed=1)
+    theirs = torch.nn.RNNCell(3, 4, dtype=torch.float64)
+    theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
+    x = np.random.default_rng(2).standard_normal((6, 3))
+    ours(x)
+    ours.nonlinearity = theirs.nonlinearity = "relu"
+    got, want = ours(x), theirs(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert (got == 0).any() and (got > 0).any()  # relu really ran
+    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'gelu'"):
+        ours.nonlinearity = "gelu"
+    assert ours.nonlinearity == "relu"
+
+
+def test_rnn_layer_nonlinearity_is_fixed_when_built():
+    """torch.nn.RNN ignores a later change of ``nonlinearity``; nplstm refuses it."""
+    m = nplstm.RNN(3, 4, nonlinearity="relu")
+    m.nonlinearity = "relu"  # the same value is fine
+    with pytest.raises(AttributeError, match=r"nonlinearity of a built RNN cannot be changed"):
+        m.nonlinearity = "tanh"
+    assert m.nonlinearity == "relu"
+
+
+@pytest.mark.parametrize("cls", [nplstm.LSTM, nplstm.GRU, nplstm.LSTMCell, nplstm.GRUCell])
+def test_nonlinearity_is_tanh_outside_rnn(cls):
+    m = cls(3, 4)
+    assert m.nonlinearity == "tanh"
+    with pytest.raises(ValueError, match=f"RNN and RNNCell only; {cls.__name__} is always"):
+        m.nonlinearity = "relu"
+
+
+def test_prefix_is_keyword_only():
+    """PyTorch's third positional argument of load_state_dict is ``assign``."""
+    m = nplstm.LSTM(3, 4)
+    with pytest.raises(TypeError):
+        m.load_state_dict(m.state_dict(), True, "lstm.")

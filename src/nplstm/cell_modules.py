@@ -12,11 +12,12 @@ import math
 import numpy as np
 
 from . import cells, loop
-from .module import Module, check_bool, check_gate_rows, check_size, to_numpy
+from .module import Module, Nonlinearity, check_bool, check_gate_rows, check_size, to_numpy
 
 
 class _CellBase(Module):
     family: cells.Family
+    nonlinearity = Nonlinearity(changeable=True)
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
                  dtype=np.float32, seed=None):
@@ -24,9 +25,7 @@ class _CellBase(Module):
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.bias = check_bool("bias", bias)
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = nonlinearity  # checked by the Nonlinearity descriptor
         self._init_params(1.0 / math.sqrt(self.hidden_size))
 
     def _param_shapes(self):
@@ -169,9 +168,12 @@ class LSTMCell(_CellBase):
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
 
     def _unpack_state(self, hx):
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        if not isinstance(hx, (tuple, list)):
             raise TypeError(f"hx must be a tuple (h, c) of two arrays for LSTMCell, got "
                             f"{type(hx).__name__}")
+        if len(hx) != 2:
+            raise TypeError(f"hx must be a tuple (h, c) of two arrays for LSTMCell, got a "
+                            f"{type(hx).__name__} of {len(hx)}")
         return hx
 
     def _pack_state(self, state):

@@ -18,7 +18,15 @@ import types
 import numpy as np
 
 from . import cells, loop
-from .module import Module, check_bool, check_gate_rows, check_size, to_numpy, warn_dropout
+from .module import (
+    Module,
+    Nonlinearity,
+    check_bool,
+    check_gate_rows,
+    check_size,
+    to_numpy,
+    warn_dropout,
+)
 from .trace import Trace
 
 
@@ -26,6 +34,7 @@ class _RNNBase(Module):
     """Stacked, optionally bidirectional recurrent layer. Use LSTM, GRU or RNN."""
 
     family: cells.Family
+    nonlinearity = Nonlinearity(changeable=False)
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, nonlinearity="tanh", *,
@@ -46,9 +55,7 @@ class _RNNBase(Module):
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size has to be smaller than hidden_size, got "
                              f"proj_size={self.proj_size} and hidden_size={self.hidden_size}")
-        if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = nonlinearity  # checked by the Nonlinearity descriptor
         warn_dropout(self.dropout, self.num_layers)
         self._init_params(1.0 / math.sqrt(self.hidden_size))
 
@@ -369,9 +376,12 @@ class LSTM(_RNNBase):
                          bidirectional, proj_size, dtype=dtype, seed=seed)
 
     def _unpack_state(self, hx):
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        if not isinstance(hx, (tuple, list)):
             raise TypeError("hx must be a tuple (h_0, c_0) of two arrays for LSTM, got "
                             f"{type(hx).__name__}")
+        if len(hx) != 2:
+            raise TypeError("hx must be a tuple (h_0, c_0) of two arrays for LSTM, got a "
+                            f"{type(hx).__name__} of {len(hx)}")
         return hx
 
     def _pack_state(self, state):

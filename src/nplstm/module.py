@@ -95,6 +95,39 @@ def _read_only(arr):
     return arr
 
 
+class Nonlinearity:
+    """The ``nonlinearity`` attribute: ``"tanh"`` or ``"relu"``, checked when set.
+
+    ``torch.nn.RNNCell`` reads it on every call, so changing it changes the next
+    result; ``torch.nn.RNN`` fixes its mode when built and silently ignores a
+    later change. nplstm follows the first where it can (cells: the prepared
+    weights, which depend on it, are dropped and rebuilt) and refuses the second
+    (layers: a clear error rather than a setting that does nothing). Only the
+    Elman RNN family has a choice: LSTM and GRU keep ``"tanh"``.
+    """
+
+    def __init__(self, changeable):
+        self.changeable = changeable
+
+    def __get__(self, obj, objtype=None):
+        return self if obj is None else obj.__dict__["_nonlinearity"]
+
+    def __set__(self, obj, value):
+        if value not in ("tanh", "relu"):
+            raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {value!r}")
+        if value != "tanh" and obj.family.name != "rnn":
+            raise ValueError(f"nonlinearity applies to RNN and RNNCell only; "
+                             f"{type(obj).__name__} is always 'tanh', got {value!r}")
+        old = obj.__dict__.get("_nonlinearity", value)
+        if old != value and not self.changeable:
+            raise AttributeError(
+                f"the nonlinearity of a built {type(obj).__name__} cannot be changed (PyTorch "
+                f"would ignore the change); build {type(obj).__name__}(..., "
+                f"nonlinearity={value!r}) and load_state_dict the weights into it")
+        obj.__dict__["_nonlinearity"] = value
+        obj.__dict__["_prepared"] = None
+
+
 class Module:
     """Base of every layer: parameters, dtype, train/eval, state dicts."""
 
@@ -106,7 +139,7 @@ class Module:
         # Dropout masks get their own stream, seeded from the same seed.
         self._dropout_rng = np.random.default_rng(self._rng.integers(2**63))
         self._prepared = None
-        self._step_plans = None  # layers: (prepared weights, {input shape: plan})
+        self._step_plans = None  # layers: (prepared weights, {call signature: plan})
 
     # ---------------------------------------------------------- parameters --
 
@@ -165,7 +198,7 @@ class Module:
         """PyTorch's keys and shapes; the arrays are fresh, writable copies."""
         return {prefix + k: v.copy() for k, v in self._params.items()}
 
-    def load_state_dict(self, state_dict, strict=True, prefix=""):
+    def load_state_dict(self, state_dict, strict=True, *, prefix=""):
         """Load PyTorch's keys (NumPy arrays or torch tensors), cast to ``dtype``.
 
         ``prefix`` selects the keys of one submodule in a whole-model dict,
