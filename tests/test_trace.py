@@ -233,3 +233,73 @@ def test_errors():
         trace.prev("i")
     with pytest.raises(ValueError, match="low < high"):
         trace.saturation(low=0.9, high=0.1)
+
+
+# ------------------------------------------------------------------ cells --
+
+CELLS = {"lstm": nplstm.LSTMCell, "gru": nplstm.GRUCell, "rnn": nplstm.RNNCell}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("with_hx", [False, True])
+@pytest.mark.parametrize("unbatched", [False, True])
+@pytest.mark.parametrize("fam,nonlinearity", [("lstm", "tanh"), ("gru", "tanh"),
+                                              ("rnn", "tanh"), ("rnn", "relu")])
+def test_cell_trace_is_the_call_and_satisfies_the_equations(fam, nonlinearity, unbatched,
+                                                            with_hx, dtype, tmp_path):
+    kwargs = {"nonlinearity": nonlinearity} if fam == "rnn" else {}
+    cell = CELLS[fam](H_IN, H, dtype=dtype, seed=3, **kwargs)
+    rng = np.random.default_rng(4)
+    shape = (H,) if unbatched else (N, H)
+    x = rng.uniform(-1, 1, shape[:-1] + (H_IN,)).astype(dtype)
+    hx = None
+    if with_hx:
+        h0 = rng.uniform(-1, 1, shape).astype(dtype)
+        hx = (h0, rng.uniform(-1, 1, shape).astype(dtype)) if fam == "lstm" else h0
+    tr = cell.trace(x, hx)
+    got = cell(x, hx)
+    states = got if fam == "lstm" else (got,)
+    assert np.array_equal(tr.h_n, states[0]) and np.array_equal(tr.output, states[0])
+    if fam == "lstm":
+        assert np.array_equal(tr.c_n, states[1])
+    assert tr.steps == 1 and tr.num_layers == tr.num_directions == 1
+    assert tr.unbatched == unbatched and tr.h_n.shape == shape
+    # the recorded gates are the cell's own, and satisfy its equations
+    gates_now = cell.step_gates(x, hx)[1]
+    step = tr.step(0)
+    W, U = cell.weight_ih.astype(np.float64), cell.weight_hh.astype(np.float64)
+    b = (cell.bias_ih + cell.bias_hh).astype(np.float64)
+    xs, h_prev = step["x"].astype(np.float64), step["h_prev"].astype(np.float64)
+    z = W @ xs + U @ h_prev + b
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for name, value in gates_now.items():
+        assert np.array_equal(tr.gate(name)[0], value)  # (N, H), or (H,) unbatched
+    if fam == "lstm":
+        sig = 1 / (1 + np.exp(-z))
+        np.testing.assert_allclose(step["i"], sig[:H], atol=tol)
+        np.testing.assert_allclose(step["c"], step["f"] * step["c_prev"] + step["i"] * step["g"],
+                                   atol=tol)
+        np.testing.assert_allclose(step["h"], step["o"] * np.tanh(step["c"]), atol=tol)
+    elif fam == "gru":
+        np.testing.assert_allclose(step["h"], (1 - step["z"]) * step["n"]
+                                   + step["z"] * step["h_prev"], atol=tol)
+    else:
+        act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0))
+        np.testing.assert_allclose(step["h"], act(z), atol=tol)
+    if with_hx:
+        h0 = hx[0] if fam == "lstm" else hx
+        np.testing.assert_array_equal(step["h_prev"], h0 if unbatched else h0[0])
+    path = tmp_path / "cell.npz"
+    tr.save(path)
+    back = nplstm.Trace.load(path)
+    assert back.unbatched == unbatched and back.nonlinearity == nonlinearity
+    for name, value in tr.to_dict().items():
+        assert np.array_equal(back.to_dict()[name], value), name
+
+
+def test_cell_trace_errors():
+    cell = nplstm.GRUCell(H_IN, H)
+    with pytest.raises(ValueError, match="trace needs at least one sample"):
+        cell.trace(np.zeros((0, H_IN)))
+    with pytest.raises(ValueError, match="inconsistent input_size: got 2 expected 3"):
+        cell.trace(np.zeros((1, 2)))

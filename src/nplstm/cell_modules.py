@@ -13,6 +13,7 @@ import numpy as np
 
 from . import cells, loop
 from .module import Module, Nonlinearity, check_bool, check_gate_rows, check_size, to_numpy
+from .trace import Trace
 
 
 class _CellBase(Module):
@@ -105,7 +106,29 @@ class _CellBase(Module):
         gates = {k: (v[0] if unbatched else v) for k, v in record.items()}
         return self._pack_state(state), gates
 
-    def _step(self, input, hx, record):
+    def trace(self, input, hx=None):
+        """Run one step like ``__call__`` and keep every gate: a :class:`Trace`.
+
+        The trace has one layer, one direction and one step (``L = 1``), so its
+        records are ``(1, 1, 1, N, H)``; ``h_n`` (and ``c_n``) are the very
+        arrays the cell returns (``output`` is ``h_n``), and ``h_0``/``c_0`` the
+        states it started from, ``(1, N, H)`` (``(1, H)`` for one sample).
+        """
+        record = {}
+        state, unbatched, x, state0 = self._step(input, hx, record, full=True)
+        if x.shape[0] == 0:
+            raise ValueError("trace needs at least one sample, got an empty batch")
+        data = {k: v[None, None, None] for k, v in record.items()}  # (1, 1, 1, N, H)
+        for name, s in zip(self.family.states, state):
+            data[name] = s.reshape(1, 1, 1, *x.shape[:1], -1).copy()
+        h_0 = [s[None, 0] if unbatched else s[None] for s in state0]  # (1, [N,] H)
+        return Trace(self.family.name, data, output=state[0], h_n=state[0],
+                     c_n=state[1] if len(state) > 1 else None,
+                     input=x[0] if unbatched else x, h_0=h_0[0],
+                     c_0=h_0[1] if len(h_0) > 1 else None, layer_inputs=[x[None]],
+                     unbatched=unbatched, nonlinearity=self.nonlinearity)
+
+    def _step(self, input, hx, record, full=False):
         name = type(self).__name__
         x = to_numpy(input, "input")
         if x.ndim not in (1, 2):
@@ -116,12 +139,12 @@ class _CellBase(Module):
                              f"expected {self.input_size}")
         unbatched = x.ndim == 1
         x = np.asarray(x, dtype=self.dtype).reshape(-1, self.input_size)  # (N, H_in)
-        state = self._initial_state(hx, x.shape[0], unbatched)
+        state0 = state = self._initial_state(hx, x.shape[0], unbatched)
         if x.shape[0]:  # an empty batch (N = 0) keeps its empty state, as in PyTorch
             state = loop.run_cell(self.family, self._weights(), x, state, record)
         if unbatched:
             state = tuple(s[0] for s in state)
-        return state, unbatched
+        return (state, unbatched, x, state0) if full else (state, unbatched)
 
     def _initial_state(self, hx, N, unbatched):
         if hx is None:
