@@ -31,10 +31,17 @@ def _texts(fig):
     return texts, [t.get_window_extent(r) for t in texts], fig.bbox
 
 
-@pytest.mark.parametrize("with_trace", [False, True])
-@pytest.mark.parametrize("cell", CELLS)
-def test_card_text_is_inside_the_page_and_never_overlaps(cell, with_trace):
-    fig = card.draw(cell, _trace(cell) if with_trace else None, 4 if with_trace else None)
+VARIANTS = [(cell, None, {}) for cell in CELLS] + [(cell, {}, {}) for cell in CELLS] + [
+    ("lstm", {"proj_size": 3}, {}), ("rnn", {"nonlinearity": "relu"}, {}),
+    ("lstm", {"proj_size": 3}, {"units": [1, 4, 6]}),
+] + [("gru", {}, {"units": card.max_units(p), "precision": p}) for p in range(7)]
+
+
+@pytest.mark.parametrize("cell, layer_kw, draw_kw", VARIANTS)
+def test_card_text_is_inside_the_page_and_never_overlaps(cell, layer_kw, draw_kw):
+    with_trace = layer_kw is not None
+    fig = card.draw(cell, _trace(cell, **layer_kw) if with_trace else None,
+                    4 if with_trace else None, **draw_kw)
     texts, boxes, page = _texts(fig)
     for t, b in zip(texts, boxes):
         assert page.x0 <= b.x0 and b.x1 <= page.x1 and page.y0 <= b.y0 and b.y1 <= page.y1, \
@@ -105,3 +112,70 @@ def test_card_errors():
         card.draw("lstm", step=1)
     with pytest.raises(IndexError, match="t must be"):
         card.draw(trace=_trace("rnn"), step=6)
+
+
+def _strings(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_relu_card_says_relu():
+    trace = _trace("rnn", nonlinearity="relu")
+    strings = _strings(card.draw(trace=trace, step=1))
+    tanh_eq = gates.equation(gates.rnn_step)
+    assert "tanh(" in tanh_eq and tanh_eq not in strings
+    assert tanh_eq.replace("tanh(", "relu(") in strings
+    assert "$h$  relu" in strings
+    footer = next(s for s in strings if "drawn by" in s)
+    assert gates.relu.__doc__.strip().rstrip(".") in footer and "σ" not in footer
+    assert card.equation("rnn", "h") == tanh_eq
+    # the values are the relu layer's (non-negative): in the box, at h_t and in the table
+    h = trace.step(1, 0, 0, 0)["h"]
+    assert (h >= 0).all()
+    assert strings.count(" ".join(f"{v:.2f}" for v in h[:3]) + " …") == 3
+
+
+def test_projected_card_shapes():
+    H, P = 16, 4
+    lstm = nplstm.LSTM(3, H, proj_size=P, dtype=np.float64, seed=0)
+    x = np.random.default_rng(1).normal(size=(6, 3))  # unbatched
+    trace = lstm.trace(x)
+    strings = _strings(card.draw(trace=trace, step=2))
+    h_shape = f"{lstm(x)[0][2].shape}"  # the layer's own h: (P,)
+    assert h_shape == f"({P},)"
+    h_row = strings.index("hidden_update", strings.index("function in nplstm.gates"))
+    assert strings[h_row + 1] == "h = W_hr (o ⊙ tanh(c))"
+    assert strings[h_row + 2] == f"weight_hr {lstm.weight_hr_l0.shape}"
+    assert strings[h_row + 3] == h_shape
+    c_row = strings.index("cell_update", strings.index("function in nplstm.gates"))
+    assert strings[c_row + 3] == f"{trace.step(2)['c'].shape}" == f"({H},)"
+    assert "weight_ih (4H, H_in), weight_hh (4H, P), weight_hr (P, H), bias_ih, bias_hh (4H,)" \
+        in strings
+    assert lstm.weight_hh_l0.shape == (4 * H, P) and lstm.weight_hr_l0.shape == (P, H)
+    assert any(f"H={H}, P={P}" in s for s in strings)
+    assert f"projected by W_hr ({P}, {H})" in strings
+    # without a projection, no P anywhere
+    strings = _strings(card.draw(trace=_trace("lstm"), step=2))
+    assert "weight_ih (4H, H_in), weight_hh (4H, H), bias_ih, bias_hh (4H,)" in strings
+    assert not any("P=" in s or "W_hr (" in s for s in strings)
+
+
+def test_card_units_select_values():
+    trace = _trace("lstm")
+    step = trace.step(4, 0, 0, 0)
+    strings = _strings(card.draw(trace=trace, step=4, units=[2, 5], precision=3))
+    want = " ".join(f"{v:.3f}" for v in step["i"][[2, 5]]).replace("-", "−") + " …"
+    assert strings.count(want) == 2  # in the input gate's box and in the table
+    assert any("units 2,5 shown" in s for s in strings)
+    strings = _strings(card.draw(trace=trace, step=4, units=2))
+    want = " ".join(f"{v:.2f}" for v in step["i"][:2]).replace("-", "−") + " …"
+    assert strings.count(want) == 2 and any("first 2 units shown" in s for s in strings)
+    with pytest.raises(ValueError, match="room for 3 values at precision=2, got 4"):
+        card.draw(trace=trace, units=4)
+    with pytest.raises(ValueError, match="units must be an int >= 1"):
+        card.draw(trace=trace, units=0)
+
+
+def test_card_names_the_family_as_it_is_read():
+    assert [card.article(c) for c in CELLS] == ["an LSTM", "a GRU", "an RNN"]
+    with pytest.raises(ValueError, match="the trace is of an LSTM, not a GRU"):
+        card.draw("gru", _trace("lstm"))

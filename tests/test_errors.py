@@ -260,3 +260,14 @@ def test_prefix_is_keyword_only():
     m = nplstm.LSTM(3, 4)
     with pytest.raises(TypeError):
         m.load_state_dict(m.state_dict(), True, "lstm.")
+
+
+def test_state_dict_prefix_is_keyword_only():
+    """PyTorch's first positional argument of state_dict is ``destination``."""
+    m = nplstm.GRU(3, 4, seed=1)
+    with pytest.raises(TypeError):
+        m.state_dict("gru.")
+    sd = m.state_dict(prefix="gru.")
+    assert sorted(sd) == sorted("gru." + k for k in m.state_dict())
+    for k, v in m.state_dict().items():
+        np.testing.assert_array_equal(sd["gru." + k], v)

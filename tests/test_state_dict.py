@@ -152,7 +152,7 @@ def test_non_string_keys_are_unexpected():
 
 
 @pytest.mark.parametrize("ours,theirs,match", [
-    (nplstm.LSTM, torch.nn.GRU(4, 4), ("weight_ih_l0 has 12 rows; a LSTM with hidden_size 4 "
+    (nplstm.LSTM, torch.nn.GRU(4, 4), ("weight_ih_l0 has 12 rows; an LSTM with hidden_size 4 "
                                       r"needs 4 x 4 = 16 \(these look like a GRU's weights\)")),
     (nplstm.GRUCell, torch.nn.LSTMCell(4, 4), "these look like an LSTM's weights"),
     (nplstm.RNNCell, torch.nn.GRUCell(4, 6), "these look like a GRU's weights"),

@@ -77,7 +77,7 @@ def test_input_files_lengths_and_save(tmp_path, capsys):
 def test_weights_file(tmp_path, capsys):
     lstm = nplstm.LSTM(3, 4, bidirectional=True, dtype=np.float64, seed=1)
     head = nplstm.Linear(8, 2, dtype=np.float64, seed=2)
-    sd = {**lstm.state_dict("rnn."), **head.state_dict("fc.")}
+    sd = {**lstm.state_dict(prefix="rnn."), **head.state_dict(prefix="fc.")}
     nplstm.save_weights(sd, tmp_path / "w.npz")
     rc, out, err = _run(capsys, "trace", "--weights", str(tmp_path / "w.npz"), "--prefix",
                         "rnn.", "--head", "fc.", "--direction", "1", "--length", "4")
@@ -144,3 +144,174 @@ def test_card_cli(tmp_path, capsys):
                           (["--units", "0", "-o", "c.png"], "--units")):
         rc, _, err = _run(capsys, "card", *argv)
         assert rc == 2 and message in err, (argv, err)
+
+
+def _numbers(tokens):
+    """The trailing tokens that are numbers."""
+    out = []
+    for token in reversed(tokens):
+        try:
+            float(token)
+        except ValueError:
+            break
+        out.insert(0, token)
+    return out
+
+
+def _rows(out, name):
+    """The numbers of each printed table row whose function column is ``name``."""
+    return [_numbers(line.split()) for line in out.splitlines()
+            if len(line.split()) > 2 and line.split()[1] == name and _numbers(line.split())]
+
+
+def _titles(out, name):
+    """The column titles above the first table row whose function column is ``name``."""
+    lines = out.splitlines()
+    k = next(i for i, line in enumerate(lines) if len(line.split()) > 2
+             and line.split()[1] == name and _numbers(line.split()))
+    return next(line for line in lines[k::-1] if " function " in line
+                and " shape " in line).split()[2:]
+
+
+def test_relu_demo_model(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    rc, out, err = _run(capsys, "trace", "--cell", "rnn", "--nonlinearity", "relu",
+                        "--hidden-size", "4", "--length", "6", "--save",
+                        str(tmp_path / "t.npz"))
+    assert rc == 0, err
+    trace = nplstm.Trace.load(tmp_path / "t.npz")
+    assert trace.nonlinearity == "relu" and trace.output.min() >= 0
+    rng = np.random.default_rng(0)  # the demo model: U(-1, 1), state_dict order
+    ref = torch.nn.RNN(1, 4, nonlinearity="relu").double()
+    ref.load_state_dict({k: torch.from_numpy(rng.uniform(-1, 1, tuple(v.shape)))
+                         for k, v in ref.state_dict().items()})
+    with torch.no_grad():
+        want = ref(torch.from_numpy(nplstm.demo.series(6, 1)))[0].numpy()
+    assert np.abs(trace.output - want).max() < 1e-12
+    assert "h = relu(W_ih x + b_ih + W_hh h_prev + b_hh)" in out and "tanh" not in out
+    assert "RNN(1, 4, nonlinearity='relu'" in out
+    rc, _, err = _run(capsys, "trace", "--nonlinearity", "relu")
+    assert rc == 2 and "--nonlinearity is an RNN option" in err
+
+
+def test_relu_weights_file(tmp_path, capsys):
+    rnn = nplstm.RNN(2, 3, nonlinearity="relu", dtype=np.float64, seed=4)
+    nplstm.save_weights(rnn.state_dict(), tmp_path / "w.npz")
+    rc, out, _ = _run(capsys, "trace", "--weights", str(tmp_path / "w.npz"), "--cell", "rnn",
+                      "--nonlinearity", "relu", "--save", str(tmp_path / "t.npz"))
+    assert rc == 0 and "relu(" in out
+    x = nplstm.demo.series(5, 2)
+    assert np.array_equal(nplstm.Trace.load(tmp_path / "t.npz").output, rnn(x)[0])
+
+
+def test_prefix_is_suggested(tmp_path, capsys):
+    lstm, head = nplstm.LSTM(2, 3, seed=0), nplstm.Linear(3, 1, seed=1)
+    sd = {**lstm.state_dict(prefix="model.lstm."), **lstm.state_dict(prefix="enc."), **head.state_dict(prefix="fc.")}
+    nplstm.save_weights(sd, tmp_path / "w.npz")
+    rc, _, err = _run(capsys, "trace", "--weights", str(tmp_path / "w.npz"))
+    assert rc == 2 and "no key 'weight_ih_l0'" in err
+    assert "--prefix enc. or --prefix model.lstm." in err
+    rc, _, err = _run(capsys, "trace", "--weights", str(tmp_path / "w.npz"), "--prefix", "enc.",
+                      "--head", "out.")
+    assert rc == 2 and "no key 'out.weight'" in err and "--head fc." in err
+    rc, _, err = _run(capsys, "trace", "--weights", str(tmp_path / "w.npz"), "--prefix", "enc.",
+                      "--head", "fc.")
+    assert rc == 0, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--prefix", "lstm."], "--prefix needs --weights"),
+    (["--head", "fc."], "--head needs --weights"),
+    (["--weights", "{w}", "--hidden-size", "4"], "--hidden-size is an option of the demo model"),
+    (["--weights", "{w}", "--seed", "1", "--input-size", "2"],
+     "--input-size, --seed are options of the demo model"),
+    (["--cell", "gru", "--proj-size", "1"], "--proj-size is an LSTM option"),
+    (["--proj-size", "3"], "--proj-size must be between 0 and --hidden-size - 1 (2), got 3"),
+])
+def test_options_never_silently_ignored(tmp_path, capsys, argv, message):
+    nplstm.save_weights(nplstm.LSTM(1, 3, seed=0).state_dict(), tmp_path / "w.npz")
+    rc, _, err = _run(capsys, "trace", *[a.format(w=tmp_path / "w.npz") for a in argv])
+    assert rc == 2 and message in err, err
+
+
+def test_linear_row_only_for_the_last_layer(capsys):
+    model = nplstm.demo.build("lstm", 1, 4, 2, 2, 0, use_torch=False)
+    x = nplstm.demo.series(5, 1)
+    rc, out, _ = _run(capsys, "trace", "--num-layers", "2", "--hidden-size", "4",
+                      "--output-size", "2", "--layer", "0")
+    assert rc == 0
+    assert not _rows(out, "Linear") and "y = W h + b" not in out
+    assert "the Linear head reads the last layer's h: --layer 1 shows its y" in out
+    rc, out, _ = _run(capsys, "trace", "--num-layers", "2", "--hidden-size", "4",
+                      "--output-size", "2", "--layer", "1")
+    y = model.head(model.layer(x)[0])  # (L, 2)
+    assert _rows(out, "Linear") == [[f"{v:.4f}" for v in y_t] for y_t in y]
+
+
+def test_projection_columns_and_final_state_units(tmp_path, capsys):
+    rc, out, _ = _run(capsys, "trace", "--proj-size", "2", "--hidden-size", "5", "--steps",
+                      "0:2", "--save", str(tmp_path / "t.npz"))
+    assert rc == 0
+    layer = nplstm.demo.build("lstm", 1, 5, 1, 1, 0, use_torch=False, proj_size=2).layer
+    want = layer.trace(nplstm.demo.series(5, 1))
+    assert np.array_equal(nplstm.Trace.load(tmp_path / "t.npz").output, want.output)
+    assert _titles(out, "hidden_update") == ["p0", "p1"]
+    assert _titles(out, "cell_update") == [f"u{k}" for k in range(5)]
+    assert _titles(out, "(h_0)") == ["p0", "p1"]
+    assert _rows(out, "hidden_update") == [[f"{v:.4f}" for v in want.gate("h")[t]]
+                                           for t in range(2)]
+    assert "h = W_hr (o ⊙ tanh(c))" in out and "P=2" in out
+    # final h_n and c_n: both follow --units (h_n, of P=2 entries, the units below 2)
+    rc, out, _ = _run(capsys, "trace", "--proj-size", "2", "--hidden-size", "5", "--units",
+                      "1:4")
+    assert _rows(out, "c_n[0]") == [[f"{v:.4f}" for v in want.c_n[0][1:4]]]
+    assert _rows(out, "h_n[0]") == [[f"{v:.4f}" for v in want.h_n[0][1:2]]]
+    assert _titles(out, "c_n[0]") == ["u1", "u2", "u3"]
+    assert _titles(out, "h_n[0]") == ["p1"]
+
+
+def test_final_state_follows_units(capsys):
+    model = nplstm.demo.build("lstm", 1, 6, 1, 1, 0, use_torch=False)
+    want = model.layer.trace(nplstm.demo.series(5, 1))
+    rc, out, _ = _run(capsys, "trace", "--hidden-size", "6", "--units", "2:5")
+    assert rc == 0
+    assert _rows(out, "h_n[0]") == [[f"{v:.4f}" for v in want.h_n[0][2:5]]]
+    assert _rows(out, "c_n[0]") == [[f"{v:.4f}" for v in want.c_n[0][2:5]]]
+
+
+def test_card_cli_words_and_units(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from nplstm import card
+
+    rc, _, _ = _run(capsys, "trace", "--hidden-size", "6", "--save", str(tmp_path / "t.npz"))
+    assert rc == 0
+    rc, _, err = _run(capsys, "card", "--cell", "gru", "--trace", str(tmp_path / "t.npz"),
+                      "-o", str(tmp_path / "c.png"))
+    assert rc == 2 and "a trace of an LSTM, not a GRU: pass --cell lstm" in err
+    assert "cell=" not in err and "a LSTM" not in err
+    seen = []
+    monkeypatch.setattr(card, "draw", lambda *a, **kw: seen.append(kw["units"]) or
+                        __import__("matplotlib.figure").figure.Figure())
+    for spec, want in (("2", [0, 1]), ("0:2", [0, 1]), ("3:6", [3, 4, 5]), ("1:6:2", [1, 3, 5]),
+                       ("-1:", [5])):
+        rc, _, err = _run(capsys, "card", "--trace", str(tmp_path / "t.npz"), f"--units={spec}",
+                          "-o", str(tmp_path / "c.png"))
+        assert rc == 0, err
+        assert list(seen[-1]) == want, spec
+    room = "selects 4 units, but a gate's box has room for 3 at --precision 2"
+    for argv, message in ((["--units", "0:4"], room),
+                          (["--units", "7"], "N between 1 and 6"),
+                          (["--units=-1"], "for one unit K write K:K+1"),
+                          (["--units", "0:2", "--precision", "9"], "--precision must be"),
+                          (["--units", "x"], "bad --units 'x'")):
+        rc, _, err = _run(capsys, "card", "--trace", str(tmp_path / "t.npz"), *argv, "-o",
+                          str(tmp_path / "c.png"))
+        assert rc == 2 and message in err, (argv, err)
+    for option in ("--units", "--batch", "--layer", "--direction", "--precision"):
+        rc, _, err = _run(capsys, "card", option, "1", "-o", str(tmp_path / "c.png"))
+        assert rc == 2 and f"{option} needs --trace" in err
+    with pytest.raises(SystemExit):
+        main(["card", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "same START:STOP" in help_text and "a plain integer N means the first N units (0:N)" \
+        in help_text

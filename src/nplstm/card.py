@@ -25,16 +25,19 @@ MM = 1 / 25.4  # inches per mm
 MONO = "DejaVu Sans Mono"
 GREY = "#666666"
 NODE_R = 3.6  # radius of the ⊙ and + nodes
+BOX_CHARS = 19  # characters of values that fit in the narrowest gate box
 ACTIVATION = {"i": "σ", "f": "σ", "o": "σ", "r": "σ", "z": "σ", "g": "tanh", "n": "tanh"}
 
 
-def draw(cell=None, trace=None, step=None, *, batch=0, layer=0, direction=0, units=3,
+def draw(cell=None, trace=None, step=None, *, batch=0, layer=0, direction=0, units=None,
          precision=2):
     """Draw the card of ``cell`` (``"lstm"``, ``"gru"`` or ``"rnn"``) as a Figure.
 
     With ``trace`` (of that cell family; ``cell`` may then be omitted) the card
     shows, for ``step`` (default 0) of sequence ``batch`` in ``layer`` and
-    ``direction``, the first ``units`` values of every gate and state, and
+    ``direction``, the values of every gate and state at ``units`` (an int N
+    for the first N, or a sequence of unit indices; default and at most
+    :func:`max_units` of ``precision``, what fits in a gate's box), and
     concrete sizes and weight rows. Save with ``fig.savefig("card.pdf")``.
     """
     try:
@@ -48,7 +51,7 @@ def draw(cell=None, trace=None, step=None, *, batch=0, layer=0, direction=0, uni
         values = trace.step(step, layer, direction, batch)
     elif step is not None:
         raise ValueError("step= needs a trace=: the values come from a traced run")
-    card = _Card(cell, trace, values, units, precision)
+    card = _Card(cell, trace, values, _units(units, precision), precision)
     fig = Figure(figsize=(PAGE[0] * MM, PAGE[1] * MM))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, PAGE[0])
@@ -67,9 +70,75 @@ def _check(cell, trace):
     if cell not in gates.GATE_ORDER:
         raise ValueError(f"cell must be one of {', '.join(gates.GATE_ORDER)}, got {cell!r}")
     if trace is not None and trace.mode != cell:
-        raise ValueError(f"the trace is of a {trace.mode.upper()}, not a {cell.upper()}: "
-                         f"pass cell={trace.mode!r}")
+        raise ValueError(f"the trace is of {article(trace.mode)}, not {article(cell)}: "
+                         f"pass cell={trace.mode!r} (or leave cell out)")
     return cell
+
+
+def article(cell):
+    """``"an LSTM"``, ``"a GRU"``, ``"an RNN"``: the name as it is read aloud."""
+    name = cell.upper()
+    return ("an " if name[0] in "AEFHILMNORSX" else "a ") + name
+
+
+def max_units(precision=2):
+    """How many values, rounded to ``precision`` decimals, fit in a gate's box."""
+    width = len(f"{-0.5:.{precision}f}") + 1  # "−0.50 "
+    return max(1, (BOX_CHARS - 1) // width)  # and " …" at the end
+
+
+def _units(units, precision):
+    """``units`` as an array of unit indices: an int N is the first N."""
+    room = max_units(precision)
+    if units is None:
+        return np.arange(room)
+    if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
+        idx = np.arange(units)
+    else:
+        idx = np.asarray(units)
+    if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu" or np.any(idx < 0):
+        raise ValueError(f"units must be an int >= 1 or a non-empty sequence of unit "
+                         f"indices >= 0, got {units!r}")
+    if idx.size > room:
+        raise ValueError(f"units: a gate's box has room for {room} values at "
+                         f"precision={precision}, got {idx.size}")
+    return idx
+
+
+def projection_size(trace):
+    """P of a traced LSTM with ``proj_size`` (``h`` narrower than the gates), else None."""
+    if trace is None or trace.mode != "lstm":
+        return None
+    P = trace["h"].shape[-1]
+    return None if P == trace.hidden_size else P
+
+
+def _doc_line(func, start):
+    """The line of ``func``'s docstring that starts with ``start``."""
+    for line in func.__doc__.splitlines():
+        if line.strip().startswith(start):
+            return line.strip()
+    raise ValueError(f"{func.__name__}'s docstring has no line starting {start!r}")
+
+
+def equation(cell, name, nonlinearity="tanh", projected=False):
+    """The equation of gate or state ``name``, read from its function's docstring.
+
+    A ReLU RNN gets the docstring's ``(or relu)`` form of the equation, and a
+    projected LSTM's ``h`` the docstring's ``W_hr`` line.
+
+    >>> equation("rnn", "h", "relu")
+    'h = relu(W_ih x + b_ih + W_hh h_prev + b_hh)'
+    """
+    func = gates.GATE_FUNCTIONS[cell][name]
+    eq = gates.equation(func)
+    if projected and (cell, name) == ("lstm", "h"):
+        return _doc_line(func, "h = W_hr").split("  ")[0]
+    if cell == "rnn" and nonlinearity != "tanh":
+        if f"(or {nonlinearity})" not in _doc_line(func, eq):
+            raise ValueError(f"{func.__name__}'s docstring has no {nonlinearity} form")
+        return eq.replace("tanh(", f"{nonlinearity}(", 1)
+    return eq
 
 
 def rows(cell, name, hidden_size=None):
@@ -83,9 +152,12 @@ def rows(cell, name, hidden_size=None):
     return ":".join("0" if k == 0 else "H" if k == 1 else f"{k}H" for k in (s.start, s.stop))
 
 
-def shape(func, sizes=None):
-    """The ``shape (N, H)`` noted beside a gate function's equation, sizes filled in."""
-    eq = gates.equation(func)
+def shape(func, sizes=None, eq=None):
+    """The ``shape (N, H)`` noted beside a gate function's equation, sizes filled in.
+
+    ``eq`` picks the docstring line (default: the equation, :func:`nplstm.gates.equation`).
+    """
+    eq = gates.equation(func) if eq is None else eq
     for line in func.__doc__.splitlines():
         if line.strip().startswith(eq):
             m = re.search(r"shape (\([^)]*\))", line)
@@ -106,6 +178,8 @@ class _Card:
         self.units, self.precision = units, precision
         self.funcs = gates.GATE_FUNCTIONS[cell]
         self.H = None if trace is None else trace.hidden_size
+        self.P = projection_size(trace)
+        self.nonlinearity = "tanh" if trace is None else trace.nonlinearity
         self.ax = None
 
     # ------------------------------------------------------------ primitives --
@@ -148,11 +222,13 @@ class _Card:
                                          boxstyle=f"round,pad={pad}", facecolor=fc,
                                          edgecolor=ec, lw=lw, zorder=zorder))
 
-    def fmt(self, v):
-        """The first ``units`` values, rounded: ``"0.51 −0.23 0.88 …"``."""
+    def fmt(self, v, units=None):
+        """The values at ``units``, rounded: ``"0.51 −0.23 0.88 …"`` (… if more exist)."""
         v = np.asarray(v)
-        s = " ".join(f"{x:.{self.precision}f}" for x in v[:self.units]).replace("-", "−")
-        return s + (" …" if v.size > self.units else "")
+        units = self.units if units is None else units
+        shown = units[units < v.size]
+        s = " ".join(f"{x:.{self.precision}f}" for x in v[shown]).replace("-", "−")
+        return s + (" …" if v.size > shown.size else "")
 
     def gate_box(self, name, cx, cy, w=31.0, h=27.0):
         """A gate: its symbol and activation, its function's name, rows, values."""
@@ -184,7 +260,8 @@ class _Card:
         """x_t entering from the bottom into the bus."""
         self.path([(x, 76), (x, bus_y)], color("x"), arrow=False)
         self.dot(x, bus_y, GREY)
-        s = "$x_t$" + ("" if self.values is None else f"  {self.fmt(self.values['x'])}")
+        first = np.arange(self.units.size)  # x has features, not units: the first few
+        s = "$x_t$" + ("" if self.values is None else f"  {self.fmt(self.values['x'], first)}")
         self.text(x + 2, 74.5, s, 10, color=GREY)
 
     def bus(self, x0, x1, y, stubs, top):
@@ -227,6 +304,9 @@ class _Card:
         self.path([(out_x, cy - NODE_R), (out_x, 90), (232, 90)], hc, lw=2.2)
         self.text(out_x - 2.5, 99, self.funcs["h"].__name__, 7.5, ha="right", family=MONO,
                   color=hc)
+        if self.P:
+            self.text(out_x - 2.5, 94.5, f"projected by W_hr ({self.P}, {self.H})", 7,
+                      ha="right", family=MONO, color=hc)
         self.state_label(238, 90, r"h_t", "h", "left")
         # inputs: h_{t-1} and x_t into the bus under the gates
         self.path([(38, bus_y), (62, bus_y)], hc, arrow=False, lw=2.2)
@@ -292,9 +372,17 @@ class _Card:
         if t is not None:
             where = (f"values: step t={step}" + ("" if t.unbatched else f", sequence {batch}")
                      + f", layer {layer}, {('forward', 'reverse')[direction]}  ·  "
-                     f"H={t.hidden_size}, first {min(self.units, t.hidden_size)} units shown")
+                     f"H={t.hidden_size}" + (f", P={self.P}" if self.P else "")
+                     + f", {self.shown()} shown")
             self.text(12, 183, where, 8.5, fontweight="bold")
         self.weight_strip()
+
+    def shown(self):
+        """``"first 3 units"`` or ``"units 1,3,5"``: which values the card shows."""
+        shown = self.units[self.units < self.H]
+        if np.array_equal(shown, np.arange(shown.size)):
+            return f"first {shown.size} units"
+        return "units " + ",".join(str(u) for u in shown)
 
     def weight_strip(self):
         """weight_ih as one bar, split into the gates' row blocks in PyTorch's order."""
@@ -309,7 +397,8 @@ class _Card:
                       zorder=4)
         G = len(order)
         gh = "H" if G == 1 else f"{G}H"
-        self.text((x0 + x1) / 2, y0 - 3.5, f"weight_ih ({gh}, H_in), weight_hh ({gh}, H), "
+        hh = f"({gh}, P), weight_hr (P, H)" if self.P else f"({gh}, H)"
+        self.text((x0 + x1) / 2, y0 - 3.5, f"weight_ih ({gh}, H_in), weight_hh {hh}, "
                   f"bias_ih, bias_hh ({gh},)", 7, ha="center", color=GREY)
 
     def table(self):
@@ -319,13 +408,15 @@ class _Card:
         head = {"func": "function in nplstm.gates", "eq": "equation (its docstring)",
                     "rows": "weight rows (bias rows alike)", "shape": "shape"}
         if self.values is not None:
-            head["val"] = "values (first units)"
+            head["val"] = f"values ({self.shown()})"
         for key, s in head.items():
             self.text(cols[key], y, s, 7.5, color=GREY, fontweight="bold")
         self.ax.plot([12, 287], [y - 3.2, y - 3.2], color="#bbbbbb", lw=0.8)
         t = self.trace
         sizes = None if t is None else ({"N, ": "", "H": t.hidden_size} if t.unbatched
                                           else {"N": t.batch_size, "H": t.hidden_size})
+        if sizes is not None and self.P:
+            sizes["proj_size"] = self.P
         names = [n for n in gates.GATE_ORDER[self.cell]] + [
             n for n in ("c", "h") if n in self.funcs and n not in gates.GATE_ORDER[self.cell]]
         for k, name in enumerate(names):
@@ -336,17 +427,26 @@ class _Card:
                       zorder=4)
             self.text(cols["func"], yk, func.__name__, 8, family=MONO, color=c,
                       fontweight="bold")
-            self.text(cols["eq"], yk, gates.equation(func), 8.5)
+            projected = self.P is not None and name == "h"
+            eq = equation(self.cell, name, self.nonlinearity, projected)
+            self.text(cols["eq"], yk, eq, 8.5)
             r = rows(self.cell, name, self.H)
-            extra = "weight_hr (if proj_size)" if (self.cell, name) == ("lstm", "h") else "—"
+            extra = "—"
+            if (self.cell, name) == ("lstm", "h"):
+                extra = f"weight_hr ({self.P}, {self.H})" if projected else (
+                    "weight_hr (if proj_size)")
             self.text(cols["rows"], yk, extra if r is None else
                       f"weight_ih[{r}], weight_hh[{r}]", 7.5, family=MONO)
-            self.text(cols["shape"], yk, shape(func, sizes), 8, family=MONO)
+            self.text(cols["shape"], yk, shape(func, sizes, eq if projected else None), 8,
+                      family=MONO)
             if self.values is not None:
                 self.text(cols["val"], yk, self.fmt(self.values[name]), 7.5, family=MONO,
                           color=c)
-        self.text(12, 4, f"{GATE_TITLES['x']} x_t (N, H_in)  ·  N batch, H hidden_size, "
-                  "H_in input_size  ·  σ(x) = 1 / (1 + e^(−x))  ·  ⊙ elementwise product  ·  "
+        sizes = "N batch, H hidden_size, " + ("P proj_size, " if self.P else "")
+        act = (gates.relu.__doc__.strip().rstrip(".") if self.nonlinearity == "relu"
+               else "σ(x) = 1 / (1 + e^(−x))")
+        self.text(12, 4, f"{GATE_TITLES['x']} x_t (N, H_in)  ·  {sizes}H_in input_size  ·  "
+                  f"{act}  ·  ⊙ elementwise product  ·  "
                   f"drawn by nplstm.card.draw('{self.cell}')", 7, color=GREY)
 
 

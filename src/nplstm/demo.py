@@ -1,8 +1,9 @@
 """The seed's walkthrough model: one recurrent layer and a linear head.
 
 Library side of ``nplstm demo`` and ``nplstm trace`` (no printing here): build
-the model, with weights from a seeded PyTorch model when torch is installed,
-or nplstm's own seeded weights when it is not, and a short time series.
+the model, with weights drawn by NumPy from the seed (so the same seed gives
+the same model whether or not torch is installed), copied into PyTorch twins
+when torch is there, and a short time series.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN}
 class DemoModel:
     """``layer`` (nplstm LSTM/GRU/RNN) then ``head`` (nplstm Linear).
 
-    ``torch_layer``/``torch_head`` are the PyTorch twins the weights came from,
+    ``torch_layer``/``torch_head`` are PyTorch twins holding the same weights,
     or None when torch is not installed (or not asked for).
     """
 
@@ -49,37 +50,53 @@ def series(steps=5, input_size=1, dtype=np.float64):
 
 
 def build(cell="lstm", input_size=1, hidden_size=3, output_size=1, num_layers=1, seed=0,
-          dtype=np.float64, use_torch=True):
-    """The demo model; with ``use_torch`` and torch installed, copied from PyTorch.
+          dtype=np.float64, use_torch=True, *, nonlinearity="tanh", proj_size=0):
+    """The demo model: every parameter drawn from U(−1, 1) by ``default_rng(seed)``.
 
-    PyTorch's default init has zero-mean weights and small biases; the demo
-    draws every parameter (biases included) from U(−1, 1) so that no gate hides
-    behind a zero bias.
+    The draw is NumPy's, in ``state_dict`` order (layer, then head), so one
+    seed is one model with or without torch. With ``use_torch`` and torch
+    installed, the weights are also copied into ``torch_layer``/``torch_head``.
+    PyTorch's default init has small biases; U(−1, 1) for every parameter, biases
+    included, keeps any gate from hiding behind a zero bias.
+    ``nonlinearity`` is for ``cell="rnn"``, ``proj_size`` for ``cell="lstm"``.
     """
     if cell not in LAYERS:
         raise ValueError(f"cell must be one of {', '.join(LAYERS)}, got {cell!r}")
-    layer = LAYERS[cell](input_size, hidden_size, num_layers, dtype=dtype, seed=seed)
-    head = Linear(hidden_size, output_size, dtype=dtype, seed=seed + 1)
+    extra = {}
+    if nonlinearity != "tanh":
+        if cell != "rnn":
+            raise ValueError(f"nonlinearity is an RNN option, got {nonlinearity!r} for "
+                             f"cell={cell!r}")
+        extra["nonlinearity"] = nonlinearity
+    if proj_size:
+        if cell != "lstm":
+            raise ValueError(f"proj_size is an LSTM option, got {proj_size} for cell={cell!r}")
+        extra["proj_size"] = proj_size
+    layer = LAYERS[cell](input_size, hidden_size, num_layers, dtype=dtype, seed=seed,
+                         **extra)
+    head = Linear(layer.proj_size or hidden_size, output_size, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed)
+    for module in (layer, head):
+        module.load_state_dict({k: rng.uniform(-1, 1, v.shape)
+                                for k, v in module.state_dict().items()})
     model = DemoModel(cell, layer, head)
     torch = _import_torch() if use_torch else None
-    if torch is None:
-        rng = np.random.default_rng(seed)
-        for module in (layer, head):
-            module.load_state_dict({k: rng.uniform(-1, 1, v.shape)
-                                    for k, v in module.state_dict().items()})
-        return model
-    torch.manual_seed(seed)
-    tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
-    t_cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cell]
-    model.torch_layer = t_cls(input_size, hidden_size, num_layers).to(tdtype)
-    model.torch_head = torch.nn.Linear(hidden_size, output_size).to(tdtype)
-    with torch.no_grad():
-        for module in (model.torch_layer, model.torch_head):
-            for p in module.parameters():
-                p.uniform_(-1, 1)
-    layer.load_state_dict(model.torch_layer.state_dict())
-    head.load_state_dict(model.torch_head.state_dict())
+    if torch is not None:
+        model.torch_layer, model.torch_head = _torch_twins(torch, model, extra)
     return model
+
+
+def _torch_twins(torch, model, extra):
+    """PyTorch modules with the same sizes and (copied) weights as the demo model."""
+    layer, head = model.layer, model.head
+    tdtype = torch.float64 if layer.dtype == np.float64 else torch.float32
+    t_cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[model.cell]
+    t_layer = t_cls(layer.input_size, layer.hidden_size, layer.num_layers, **extra)
+    t_head = torch.nn.Linear(head.in_features, head.out_features)
+    for t_module, module in ((t_layer, layer), (t_head, head)):
+        t_module.to(tdtype).load_state_dict(
+            {k: torch.from_numpy(v) for k, v in module.state_dict().items()})
+    return t_layer, t_head
 
 
 def _import_torch():

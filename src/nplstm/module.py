@@ -80,7 +80,8 @@ def check_gate_rows(layer, family, key, rows, hidden_size):
         return
     kinds = {4: "an LSTM's", 3: "a GRU's", 1: "an RNN's"}
     guess = kinds.get(rows // hidden_size) if rows % hidden_size == 0 else None
-    raise ValueError(f"{key} has {rows} rows; a {layer} with hidden_size {hidden_size} needs "
+    article = "an" if layer[0] in "AEFHILMNORSX" else "a"  # read aloud: an LSTM, a GRU
+    raise ValueError(f"{key} has {rows} rows; {article} {layer} with hidden_size {hidden_size} needs "
                      f"{family.num_gates} x {hidden_size} = {family.num_gates * hidden_size}"
                      + (f" (these look like {guess} weights)" if guess else ""))
 
@@ -194,7 +195,7 @@ class Module:
 
     # ---------------------------------------------------------- state dicts --
 
-    def state_dict(self, prefix=""):
+    def state_dict(self, *, prefix=""):
         """PyTorch's keys and shapes; the arrays are fresh, writable copies."""
         return {prefix + k: v.copy() for k, v in self._params.items()}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
+import numpy as np
+
 from . import CLIError
 
 EPILOG = """\
@@ -18,6 +20,12 @@ examples:
   nplstm card --cell gru -o gru.svg
   nplstm trace --save trace.npz && nplstm card --trace trace.npz --step 3 -o card.png
   nplstm card --trace trace.npz --step 0 --batch 1 --layer 1 --direction 1 -o card.png
+  nplstm card --trace trace.npz --units 4:7 -o card.png   # units 4, 5, 6
+
+--units takes the same START:STOP (or START:STOP:STEP) selection as nplstm
+trace --units, except that a plain integer N means the first N units (0:N),
+as it always has on the card. A gate's box has room for 3 values at
+--precision 2 (6 at --precision 0, 2 at --precision 3).
 """
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -32,14 +40,42 @@ def register(sub):
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="where to write: .png, .svg or .pdf")
     p.add_argument("--trace", metavar="FILE.npz", help="show the values of a saved trace")
-    p.add_argument("--step", type=int, help="time step of the trace to show (default: 0)")
-    p.add_argument("--batch", type=int, default=0, help="sequence of the batch (default: 0)")
-    p.add_argument("--layer", type=int, default=0, help="(default: 0)")
-    p.add_argument("--direction", type=int, default=0, help="0 forward, 1 reverse (default: 0)")
-    p.add_argument("--units", type=int, default=3, help="values shown per gate (default: 3)")
-    p.add_argument("--precision", type=int, default=2, help="decimals shown (default: 2)")
+    t = p.add_argument_group("with --trace")
+    t.add_argument("--step", type=int, help="time step of the trace to show (default: 0)")
+    t.add_argument("--batch", type=int, help="sequence of the batch (default: 0)")
+    t.add_argument("--layer", type=int, help="(default: 0)")
+    t.add_argument("--direction", type=int, help="0 forward, 1 reverse (default: 0)")
+    t.add_argument("--units", metavar="SEL", help="which units' values to show: START:STOP "
+                   "as in nplstm trace (e.g. 4:7), or N for the first N (default: as many "
+                   "as fit, 3 at --precision 2)")
+    t.add_argument("--precision", type=int, help="decimals shown (default: 2)")
     p.add_argument("--dpi", type=int, default=150, help="resolution of a .png (default: 150)")
     p.set_defaults(func=run)
+
+
+TRACE_OPTIONS = ("step", "batch", "layer", "direction", "units", "precision")
+
+
+def _units(spec, trace, precision):
+    """``--units`` as unit indices: ``N`` is ``0:N``, else a selection as in trace."""
+    from .. import card
+    from .trace import parse_selection
+
+    H = trace.hidden_size
+    try:
+        n = int(spec)
+    except ValueError:
+        idx = parse_selection(spec, H, "--units")
+    else:
+        if not 1 <= n <= H:
+            raise CLIError(f"--units {spec}: a plain N means the first N units, N between 1 "
+                           f"and {H} (the trace's hidden_size); for one unit K write K:K+1")
+        idx = np.arange(n)
+    room = card.max_units(precision)
+    if idx.size > room:
+        raise CLIError(f"--units {spec}: selects {idx.size} units, but a gate's box has "
+                       f"room for {room} at --precision {precision}")
+    return idx
 
 
 def run(args):
@@ -47,29 +83,39 @@ def run(args):
     if ext not in FORMATS:
         raise CLIError(f"-o {args.output}: expected a file name ending in "
                        f"{', '.join(FORMATS)}")
-    for name, low, high in (("units", 1, 12), ("precision", 0, 6), ("dpi", 20, 1200)):
-        if not low <= getattr(args, name) <= high:
-            raise CLIError(f"--{name} must be between {low} and {high}, got "
-                           f"{getattr(args, name)}")
-    trace = None
-    if args.trace:
-        from ..trace import Trace
+    if not 20 <= args.dpi <= 1200:
+        raise CLIError(f"--dpi must be between 20 and 1200, got {args.dpi}")
+    if not args.trace:
+        for name in TRACE_OPTIONS:
+            if getattr(args, name) is not None:
+                raise CLIError(f"--{name} needs --trace: the values come from a saved trace")
+        return _draw(args, None, {})
+    precision = 2 if args.precision is None else args.precision
+    if not 0 <= precision <= 6:
+        raise CLIError(f"--precision must be between 0 and 6, got {precision}")
+    from ..trace import Trace
 
-        if not os.path.isfile(args.trace):
-            raise CLIError(f"--trace {args.trace}: no such file")
-        trace = Trace.load(args.trace)
-        for name, value, limit in (("step", args.step or 0, trace.steps),
-                                   ("batch", args.batch, trace.batch_size),
-                                   ("layer", args.layer, trace.num_layers),
-                                   ("direction", args.direction, trace.num_directions)):
-            if not 0 <= value < limit:
-                raise CLIError(f"--{name} {value}: the trace has {limit} (0..{limit - 1})")
-    elif args.step is not None:
-        raise CLIError("--step needs --trace: the values come from a saved trace")
+    if not os.path.isfile(args.trace):
+        raise CLIError(f"--trace {args.trace}: no such file")
+    trace = Trace.load(args.trace)
+    if args.cell is not None and args.cell != trace.mode:
+        from ..card import article
+
+        raise CLIError(f"--trace {args.trace} is a trace of {article(trace.mode)}, not "
+                       f"{article(args.cell)}: pass --cell {trace.mode}, or leave --cell out")
+    where = {name: getattr(args, name) or 0 for name in ("step", "batch", "layer", "direction")}
+    for name, limit in (("step", trace.steps), ("batch", trace.batch_size),
+                        ("layer", trace.num_layers), ("direction", trace.num_directions)):
+        if not 0 <= where[name] < limit:
+            raise CLIError(f"--{name} {where[name]}: the trace has {limit} (0..{limit - 1})")
+    units = None if args.units is None else _units(args.units, trace, precision)
+    return _draw(args, trace, dict(where, units=units, precision=precision))
+
+
+def _draw(args, trace, options):
     try:
         from .. import card
-        fig = card.draw(args.cell, trace, args.step, batch=args.batch, layer=args.layer,
-                        direction=args.direction, units=args.units, precision=args.precision)
+        fig = card.draw(args.cell, trace, **options)
     except ImportError as exc:
         raise CLIError(str(exc)) from None
     fig.savefig(args.output, dpi=args.dpi)

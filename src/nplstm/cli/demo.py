@@ -1,7 +1,7 @@
 """``nplstm demo``: the seed post's walkthrough, for any sizes.
 
-Build a PyTorch LSTM (or GRU/RNN) + Linear with seeded random weights, copy the
-weights into nplstm, push a short time series through both and print, step by
+Build an LSTM (or GRU/RNN) + Linear with seeded random weights, copy the
+weights into PyTorch, push a short time series through both and print, step by
 step, every gate from nplstm's per-gate functions beside PyTorch's states.
 """
 
@@ -53,6 +53,21 @@ def _fmt(a, precision):
                            suppress_small=False, separator=" ", max_line_width=10**6)
 
 
+def _plural(n, word):
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _trace_command(args):
+    """The ``nplstm trace`` command line that runs this very model on this input."""
+    sizes = [f"--{name.replace('_', '-')} {getattr(args, name)}"
+             for name, default in (("input_size", 1), ("hidden_size", 3), ("output_size", 1))
+             if getattr(args, name) != default]
+    more = ([f"--length {args.steps}"] if args.steps != 5 else []) + (
+        ["--float32"] if args.float32 else [])
+    return " ".join(["nplstm trace --cell", args.cell, *sizes, "--seed", str(args.seed),
+                     *more])
+
+
 def _check(args):
     for name in ("input_size", "hidden_size", "output_size", "steps"):
         if getattr(args, name) < 1:
@@ -97,12 +112,17 @@ def run(args):
     has_torch = model.torch_layer is not None
     x = series(args.steps, args.input_size, dtype)  # (L, H_in)
     P = args.precision
-    source = "copied from a seeded PyTorch model" if has_torch else "nplstm's own, seeded"
+    source = ", copied into PyTorch" if has_torch else ""
     print(f"nplstm demo: {model.layer!r} -> {model.head!r}")
-    print(f"  weights: U(-1, 1), seed {args.seed}, {source}; dtype {np.dtype(dtype).name}")
-    print(f"  input: {args.steps} steps of sin(0.5 t + k), shape {x.shape}")
-    if args.cell != "rnn":
-        print(f"  gates stacked in weight_ih_l0 {model.layer.weight_ih_l0.shape}, rows: "
+    print(f"  weights: U(-1, 1) from numpy default_rng({args.seed}){source}; dtype "
+          f"{np.dtype(dtype).name}")
+    print(f"  the same model: {_trace_command(args)}")
+    print(f"  input: {_plural(args.steps, 'step')} of sin(0.5 t + k), shape {x.shape}")
+    shape = model.layer.weight_ih_l0.shape
+    if args.cell == "rnn":  # one block, no gates
+        print(f"  one block in weight_ih_l0 {shape}, rows: h (an RNN has no gates)")
+    else:
+        print(f"  gates stacked in weight_ih_l0 {shape}, rows: "
               + " | ".join(gates.GATE_ORDER[args.cell]))
     print()
 
@@ -146,8 +166,9 @@ def run(args):
               "with: pip install 'nplstm[torch]'")
         return 0 if worst <= tol else 1
     verdict = "MATCH" if worst <= tol else "MISMATCH"
+    final = "final h and c" if args.cell == "lstm" else "final h"
     print(f"\nlargest difference between NumPy and PyTorch (every gate state, output, "
-          f"final h and c): {worst:.3g}")
+          f"{final}): {worst:.3g}")
     print(f"{verdict}: {'within' if worst <= tol else 'beyond'} the {np.dtype(dtype).name} "
           f"tolerance {tol:g}")
     return 0 if worst <= tol else 1

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 import numpy as np
 
 from .. import gates
+from ..card import equation, projection_size
 from ..demo import LAYERS, build, series
 from ..style import ansi
 from . import CLIError
@@ -27,6 +29,11 @@ examples:
   nplstm trace --weights model.pt --prefix lstm. --head fc. --input x.csv
   nplstm trace --weights gru.safetensors --cell gru --layer 1 --direction 1
   nplstm trace --length 40 --steps 0 --save trace.npz --plot gates.png
+  nplstm trace --cell rnn --nonlinearity relu --steps 0:2
+  nplstm trace --proj-size 2 --hidden-size 5           # LSTM with a projection
+
+The demo model is the one nplstm demo runs: for the same --cell, sizes and
+--seed, the same weights (drawn by NumPy, with or without torch installed).
 
 input files: .npy holds (L, H_in), (L, N, H_in) or (N, L, H_in) with
 --batch-first; .csv/.txt has one row per time step, one column per feature
@@ -35,6 +42,11 @@ shapes; --cell says how many gates its rows hold (LSTM 4, GRU 3, RNN 1).
 """
 
 MAX_STEPS, MAX_UNITS = 20, 8  # printed by default; --steps/--units show more
+# The demo model's options: name, default, metavar, help.
+DEMO_OPTIONS = (("hidden_size", 3, "H", ""), ("output_size", 1, "OUT",
+                                                "outputs of the linear head "),
+                ("num_layers", 1, None, ""), ("proj_size", 0, "P", "LSTM only "),
+                ("seed", 0, None, "seed of the weights "))
 
 
 def register(sub):
@@ -46,18 +58,16 @@ def register(sub):
     m = p.add_argument_group("demo model (without --weights)")
     m.add_argument("--input-size", type=int, metavar="H_IN",
                    help="features per step (default: the width of --input, else 1)")
-    m.add_argument("--hidden-size", type=int, default=3, metavar="H", help="(default: 3)")
-    m.add_argument("--output-size", type=int, default=1, metavar="OUT",
-                   help="outputs of the linear head (default: 1)")
-    m.add_argument("--num-layers", type=int, default=1, help="(default: 1)")
-    m.add_argument("--seed", type=int, default=0, help="seed of the weights (default: 0)")
+    for name, default, meta, help_ in DEMO_OPTIONS:
+        m.add_argument(f"--{name.replace('_', '-')}", type=int, metavar=meta,
+                       help=f"{help_}(default: {default})")
+    m.add_argument("--nonlinearity", choices=("tanh", "relu"),
+                   help="RNN only, demo model or --weights (default: tanh)")
     w = p.add_argument_group("your weights")
     w.add_argument("--weights", metavar="FILE", help=".pt/.pth/.safetensors/.npz state_dict")
-    w.add_argument("--prefix", default="", help="key prefix of the layer, e.g. 'lstm.'")
+    w.add_argument("--prefix", help="key prefix of the layer, e.g. 'lstm.' (default: none)")
     w.add_argument("--head", metavar="PREFIX",
                    help="prefix of a Linear head in the same file, e.g. 'fc.'")
-    w.add_argument("--nonlinearity", choices=("tanh", "relu"), default="tanh",
-                   help="RNN only (default: tanh)")
     i = p.add_argument_group("input")
     i.add_argument("--input", metavar="FILE", help=".npy or .csv (default: built-in series)")
     i.add_argument("--length", type=int, default=5, metavar="L",
@@ -69,7 +79,8 @@ def register(sub):
     s = p.add_argument_group("what to show")
     s.add_argument("--steps", metavar="SEL", help=f"an int or START:STOP, e.g. 3, 0:5, -1 "
                    f"(default: all, at most {MAX_STEPS})")
-    s.add_argument("--units", metavar="SEL", help=f"an int or START:STOP, e.g. 0:4 "
+    s.add_argument("--units", metavar="SEL", help=f"an int or START:STOP, e.g. 2 (unit 2 "
+                   f"alone) or 0:4, as nplstm card --units takes, where a plain N means 0:N "
                    f"(default: at most {MAX_UNITS})")
     s.add_argument("--layer", type=int, default=0, help="(default: 0)")
     s.add_argument("--direction", type=int, default=0, help="0 forward, 1 reverse (default: 0)")
@@ -140,27 +151,74 @@ def _read_input(path, batch_first):
 
 def _model(args, dtype, width):
     """``(layer, head or None, description)`` from --weights or the demo model."""
+    if args.nonlinearity is not None and args.cell != "rnn":
+        raise CLIError(f"--nonlinearity is an RNN option (--cell rnn), not one of "
+                       f"--cell {args.cell}")
     if args.weights:
-        from .. import Linear, load_weights
-
-        if not os.path.isfile(args.weights):
-            raise CLIError(f"--weights {args.weights}: no such file")
-        sd = load_weights(args.weights)
-        extra = {"nonlinearity": args.nonlinearity} if args.cell == "rnn" else {}
-        layer = LAYERS[args.cell].from_state_dict(sd, args.prefix, dtype=dtype, **extra)
-        head = None if args.head is None else Linear.from_state_dict(sd, args.head,
-                                                                      dtype=dtype)
-        where = f"{args.weights}" + (f", prefix {args.prefix!r}" if args.prefix else "")
-        return layer, head, where
+        return _weights_model(args, dtype)
+    for option in ("prefix", "head"):
+        if getattr(args, option) is not None:
+            raise CLIError(f"--{option} needs --weights: it picks keys of a weights file")
+    for name, default, _, _ in DEMO_OPTIONS:
+        if getattr(args, name) is None:
+            setattr(args, name, default)
     for name in ("hidden_size", "output_size", "num_layers", "length"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.proj_size and args.cell != "lstm":
+        raise CLIError(f"--proj-size is an LSTM option, not one of --cell {args.cell}")
+    if not 0 <= args.proj_size < args.hidden_size:
+        raise CLIError(f"--proj-size must be between 0 and --hidden-size - 1 "
+                       f"({args.hidden_size - 1}), got {args.proj_size}")
     size = args.input_size if args.input_size is not None else (width or 1)
     if size < 1:
         raise CLIError(f"--input-size must be >= 1, got {size}")
     model = build(args.cell, size, args.hidden_size, args.output_size, args.num_layers,
-                  args.seed, dtype=dtype, use_torch=False)
-    return model.layer, model.head, f"demo model, U(-1, 1), seed {args.seed}"
+                  args.seed, dtype=dtype, use_torch=False,
+                  nonlinearity=args.nonlinearity or "tanh", proj_size=args.proj_size)
+    where = f"demo model, U(-1, 1) from numpy default_rng({args.seed})"
+    if args.num_layers == 1 and not args.proj_size and args.nonlinearity != "relu":
+        sizes = "".join(f" --{name.replace('_', '-')} {value}" for name, value, default in
+                        (("input_size", size, 1), ("hidden_size", args.hidden_size, 3),
+                         ("output_size", args.output_size, 1)) if value != default)
+        where += f"\n  same as: nplstm demo --cell {args.cell}{sizes} --seed {args.seed}"
+    return model.layer, model.head, where
+
+
+def _weights_model(args, dtype):
+    """The layer (and head) of a weights file, with the prefixes it has when one is wrong."""
+    from .. import Linear, load_weights
+
+    demo = [f"--{n.replace('_', '-')}" for n in ("input_size", *(o[0] for o in DEMO_OPTIONS))
+            if getattr(args, n) is not None]
+    if demo:
+        raise CLIError(f"{', '.join(demo)} {'is an option' if len(demo) == 1 else 'are options'}"
+                       " of the demo model; with --weights, sizes and weights come from the file")
+    if not os.path.isfile(args.weights):
+        raise CLIError(f"--weights {args.weights}: no such file")
+    sd = load_weights(args.weights)
+    prefix = args.prefix or ""
+    _check_prefix(sd, args.weights, "--prefix", prefix, "weight_ih_l0", "layer")
+    if args.head is not None:
+        _check_prefix(sd, args.weights, "--head", args.head, "weight", "Linear head")
+    extra = {"nonlinearity": args.nonlinearity} if args.nonlinearity else {}
+    layer = LAYERS[args.cell].from_state_dict(sd, prefix, dtype=dtype, **extra)
+    head = None if args.head is None else Linear.from_state_dict(sd, args.head, dtype=dtype)
+    return layer, head, args.weights + (f", prefix {prefix!r}" if prefix else "")
+
+
+def _check_prefix(sd, path, option, prefix, key, what):
+    """A CLIError naming the prefixes in the file that do hold ``key``, if ``prefix`` does not."""
+    if prefix + key in sd:
+        return
+    found = sorted({k[:-len(key)] for k in sd if isinstance(k, str) and k.endswith(key)
+                    and (key != "weight" or np.ndim(sd[k]) == 2)})
+    keys = ", ".join(sorted(str(k) for k in sd)[:12]) + (" ..." if len(sd) > 12 else "")
+    one = "one" if len(found) == 1 else f"{len(found)}"
+    hint = (f"; it has {one} under {' or '.join(f'{option} {shlex.quote(p)}' for p in found)}"
+            if found else f"; its keys: {keys}")
+    raise CLIError(f"--weights {path}: no {what} at {option} {shlex.quote(prefix)} (no key "
+                   f"{prefix + key!r}){hint}")
 
 
 # ---------------------------------------------------------------- output --
@@ -186,19 +244,57 @@ class Table:
         return (f"  {self.name(name, name, 7)}{self.name(name, func, self.fw)}{shape:<10}"
                 + " ".join(self.num(v) for v in values))
 
-    def header(self, units):
+    def header(self, units, label="u"):
+        """Column titles: ``u0 u1 ..`` for hidden units, ``p0 p1 ..`` for a projection's."""
         return (f"  {'':<7}{'function':<{self.fw}}{'shape':<10}"
-                + " ".join(f"{'u' + str(u):>{self.width}}" for u in units))
+                + " ".join(f"{label + str(u):>{self.width}}" for u in units))
 
 
-def _print_legend(trace, head, table):
+class Columns:
+    """Which values each row shows, under which column titles.
+
+    With ``proj_size`` the LSTM's ``h`` has P entries, not H: its columns are
+    the projection's outputs ``p0 p1 ..``, not the hidden units ``u0 u1 ..``
+    of the gates, and get their own title line.
+    """
+
+    def __init__(self, trace, units, explicit):
+        self.units, self.P = units, projection_size(trace)
+        self.proj = None
+        if self.P:
+            inside = units[units < self.P]
+            self.proj = inside if explicit and inside.size else np.arange(
+                min(self.P, MAX_UNITS))
+        self.label = None  # the title line printed last
+
+    def of(self, name):
+        """``(label, indices)`` for the row of gate or state ``name``."""
+        return ("p", self.proj) if self.P and name[0] == "h" else ("u", self.units)
+
+    def row(self, table, name, func, shape, vector):
+        label, idx = self.of(name)
+        if label != self.label:
+            print(table.header(idx, label))
+            self.label = label
+        print(table.row(name[0], func, shape, vector[idx]))
+
+
+def _print_legend(trace, args, head, table):
     funcs = gates.GATE_FUNCTIONS[trace.mode]
+    P = projection_size(trace)
     print(f"  {'':<7}{'function (nplstm.gates)':<26}equation (from its docstring)")
     for name in _order(trace):
         print(f"  {table.name(name, name, 7)}{table.name(name, funcs[name].__name__, 26)}"
-              f"{gates.equation(funcs[name])}")
-    if head is not None:
-        print(f"  {table.name('y', 'y', 7)}{table.name('y', 'Linear', 26)}y = W h + b")
+              f"{equation(trace.mode, name, trace.nonlinearity, bool(P) and name == 'h')}")
+    if P:
+        print(f"  {'':<33}p0, p1, ..: the projection's outputs, P={P} (not the units u0, "
+              "u1, .. of the gates)")
+    if head is not None and args.layer == trace.num_layers - 1:
+        h = "[h_forward, h_reverse]" if trace.num_directions == 2 else "h"
+        print(f"  {table.name('y', 'y', 7)}{table.name('y', 'Linear', 26)}y = W {h} + b")
+    elif head is not None:
+        print(f"  (the Linear head reads the last layer's h: --layer {trace.num_layers - 1} "
+              "shows its y)")
     print()
 
 
@@ -207,7 +303,7 @@ def _order(trace):
                                        n not in trace.gates]
 
 
-def _print_steps(trace, pred, args, steps, units, table):
+def _print_steps(trace, pred, args, steps, columns, table):
     funcs = gates.GATE_FUNCTIONS[trace.mode]
     layer, d, b = args.layer, args.direction, args.batch
     valid = trace.mask()[:, b]
@@ -223,36 +319,36 @@ def _print_steps(trace, pred, args, steps, units, table):
             print(f"  (past length {trace.lengths[b]} of sequence {b}: padding, not run; "
                   "recorded as zeros)\n")
             continue
-        print(table.header(units))
+        columns.label = None  # each step's table starts with its column titles
         if t == order[0]:  # where this printout starts: show the state it starts from
             start = (int(trace.lengths[b]) - 1 if trace.lengths is not None else L - 1) \
                 if d else 0
             for name in ("h_prev", "c_prev"):
                 if name in step:
                     label = f"{name[0]}_0" if t == start else f"{name[0]}_prev"
-                    print(table.row(name[0], f"({label})", "", step[name][units[
-                        units < step[name].size]]))
+                    columns.row(table, name, f"({label})", "", step[name])
         shape = lambda a: str(a.shape[-1:] if trace.unbatched else a.shape)
         for name in _order(trace):
             a = trace[name][layer, d, t]  # (N, H)
-            print(table.row(name, funcs[name].__name__, shape(a),
-                            step[name][units[units < step[name].size]]))
-        if pred is not None:
+            columns.row(table, name, funcs[name].__name__, shape(a), step[name])
+        if pred is not None and layer == trace.num_layers - 1:  # the head reads it
             y = pred[t] if trace.unbatched else pred[t, b]  # (out,)
             print(table.row("y", "Linear", str(pred.shape[-1:] if trace.unbatched
                                                 else pred.shape[1:]), y[:MAX_UNITS]))
         print()
 
 
-def _print_summary(trace, args, table):
+def _print_summary(trace, args, columns, table):
     j = args.layer * trace.num_directions + args.direction
-    P = args.precision
-    for name in ("h_n", "c_n"):
+    names = [n for n in ("h_n", "c_n") if getattr(trace, n) is not None]
+    print(f"final {' and '.join(f'{n}[{j}]' for n in names)} (layer {args.layer}, "
+          f"{('forward', 'reverse')[args.direction]}"
+          + ("" if trace.unbatched else f", sequence {args.batch}") + "):")
+    columns.label = None
+    for name in names:
         final = getattr(trace, name)
-        if final is not None:
-            v = final[j] if trace.unbatched else final[j, args.batch]
-            vals = " ".join(f"{x:.{P}f}" for x in v[:MAX_UNITS])
-            print(f"final {name}[{j}] = [{vals}{' ...' if v.size > MAX_UNITS else ''}]")
+        v = final[j] if trace.unbatched else final[j, args.batch]  # (H,) or (P,)
+        columns.row(table, name, f"{name}[{j}]", str(v.shape), v)
     print("saturation: share of valid steps x units x sequences within 5% of an end of "
           "each gate's range")
     for name, (lo, hi) in trace.saturation(args.layer, args.direction).items():
@@ -302,15 +398,16 @@ def run(args):
     print(f"nplstm trace: {layer!r}{arrow}")
     print(f"  weights: {where}")
     print(f"  input:   {what}")
-    shown = (f"steps {_span(steps)} of {L}" + ("" if args.steps or L <= MAX_STEPS else
-                                                " (--steps for more)"))
+    shown = (f"step{'s' if len(steps) > 1 else ''} {_span(steps)} of {L}"
+             + ("" if args.steps or L <= MAX_STEPS else " (--steps for more)"))
     print(f"  showing: layer {args.layer}, {('forward', 'reverse')[args.direction]}"
           + ("" if trace.unbatched else f", sequence {args.batch}")
           + f"; {shown}; units {_span(units)} of {H}"
           + ("" if args.units or H <= MAX_UNITS else " (--units for more)") + "\n")
-    _print_legend(trace, head, table)
-    _print_steps(trace, pred, args, steps, units, table)
-    _print_summary(trace, args, table)
+    columns = Columns(trace, units, bool(args.units))
+    _print_legend(trace, args, head, table)
+    _print_steps(trace, pred, args, steps, columns, table)
+    _print_summary(trace, args, columns, table)
     if args.save:
         trace.save(args.save)
         print(f"saved the trace to {args.save} (nplstm.Trace.load)")
