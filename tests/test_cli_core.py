@@ -292,6 +292,7 @@ def test_verify_weights_errors(tmp_path, capsys):
          r"--prefix '': .*model.pt has no weight_ih_l0; its layers have prefix 'rnn.'"),
         (["--weights", str(fc)],
          "--prefix '': .* has no weight_ih_l0; it holds no LSTM, GRU or RNN layer"),
+        (["--weights", str(tmp_path / "missing.pt")], r"--weights .*missing.pt: no such file"),
         (["--weights", str(odd)],
          ("these are no LSTM's, GRU's or RNN's weights:\n"
           r"  weight_ih_l0 has 12 rows; an LSTM with hidden_size 6 needs 4 x 6 = 24\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import warnings
 
 import numpy as np
@@ -33,6 +34,12 @@ value in [brackets]. With --weights, the file decides the cell family (by the
 rows of weight_ih_l0: LSTM 4 x H, GRU 3 x H, RNN 1 x H), the sizes, layers,
 directions, proj_size and bias. A state_dict does not record an RNN's
 nonlinearity: tanh is assumed unless --nonlinearity says relu.
+
+Unbatched input with batch_first=True is in the grid on purpose: PyTorch ignores
+batch_first for unbatched (L, H_in) input, and so must nplstm. Weights are drawn
+from U(-1, 1); a ReLU RNN's from U(-1/sqrt(H), 1/sqrt(H)), as its outputs grow
+without bound with larger ones and float32's relative precision would then exceed
+the absolute tolerance.
 """
 
 TOL = {"float64": 1e-12, "float32": 1e-5}
@@ -225,6 +232,8 @@ def _load(args):
         raise CLIError(f"{', '.join(named)}: with --weights the sizes and layer options come "
                        f"from {args.weights}; only --batch-first, --unbatched/--batched, "
                        "--with-state/--zero-state, --dtype and --nonlinearity (RNN) vary")
+    if not os.path.isfile(args.weights):
+        raise CLIError(f"--weights {args.weights}: no such file")
     sd = load_weights(args.weights)
     prefix, key = args.prefix or "", "weight_ih_l0"
     if prefix + key not in sd:
