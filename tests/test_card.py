@@ -17,10 +17,17 @@ from nplstm import card
 CELLS = ("lstm", "gru", "rnn")
 
 
-def _trace(cell, **kw):
+def _trace(cell, scale=None, **kw):
+    """A traced layer; with ``scale``, weights U(0, scale) and inputs in [0, 1): a ReLU
+    RNN's values then grow large (10^4 at scale 2, e-notation at scale 20)."""
     layer = {"lstm": nplstm.LSTM, "gru": nplstm.GRU, "rnn": nplstm.RNN}[cell](
         3, 7, dtype=np.float64, seed=0, **kw)
-    return layer.trace(np.random.default_rng(1).normal(size=(6, 2, 3)))
+    rng = np.random.default_rng(1)
+    if scale is None:
+        return layer.trace(rng.normal(size=(6, 2, 3)))
+    layer.load_state_dict({k: rng.uniform(0, scale, v.shape)
+                           for k, v in layer.state_dict().items()})
+    return layer.trace(rng.uniform(0, 1, size=(6, 2, 3)))
 
 
 def _texts(fig):
@@ -34,6 +41,11 @@ def _texts(fig):
 VARIANTS = [(cell, None, {}) for cell in CELLS] + [(cell, {}, {}) for cell in CELLS] + [
     ("lstm", {"proj_size": 3}, {}), ("rnn", {"nonlinearity": "relu"}, {}),
     ("lstm", {"proj_size": 3}, {"units": [1, 4, 6]}),
+    ("lstm", {"proj_size": 3}, {"units": [4, 5, 6]}),
+    ("rnn", {"nonlinearity": "relu", "scale": 2.0}, {}),
+    ("rnn", {"nonlinearity": "relu", "scale": 2.0}, {"units": [3, 5]}),
+    ("rnn", {"nonlinearity": "relu", "scale": 20.0}, {"precision": 4}),
+    ("rnn", None, {"nonlinearity": "relu"}),
 ] + [("gru", {}, {"units": card.max_units(p), "precision": p}) for p in range(7)]
 
 
@@ -176,6 +188,80 @@ def test_card_units_select_values():
 
 
 def test_card_names_the_family_as_it_is_read():
-    assert [card.article(c) for c in CELLS] == ["an LSTM", "a GRU", "an RNN"]
+    from nplstm.module import article
+
+    assert [article(c.upper()) for c in CELLS] == ["an LSTM", "a GRU", "an RNN"]
+    assert article("LSTMCell") == "an LSTMCell" and article("GRUCell") == "a GRUCell"
     with pytest.raises(ValueError, match="the trace is of an LSTM, not a GRU"):
         card.draw("gru", _trace("lstm"))
+
+
+def _value_strings(trace, step, name, idx, precision=2):
+    v = trace.step(step)[name]
+    return " ".join(f"{x:.{precision}f}" for x in v[idx]).replace("-", "−") + (
+        " …" if v.size > len(idx) else "")
+
+
+def test_projected_h_shows_values_whatever_the_units():
+    trace = _trace("lstm", proj_size=3)  # H=7, P=3
+    # units 4..6 are all past P: h shows its first 3 entries, and the heading says so
+    strings = _strings(card.draw(trace=trace, step=2, units=[4, 5, 6]))
+    want = _value_strings(trace, 2, "h", [0, 1, 2])
+    assert strings.count(want) == 2  # at h_t and in the table
+    assert _value_strings(trace, 2, "h_prev", [0, 1, 2]) in strings  # at h_{t−1}
+    assert strings.count(_value_strings(trace, 2, "c", [4, 5, 6])) == 2
+    assert any("units 4,5,6 shown (of h: p0,p1,p2, as no unit shown is below P=3)" in s
+               for s in strings)
+    assert "values (units 4,5,6; h p0,p1,p2)" in strings
+    # units 1, 4, 6: h shows p1, the only one below P
+    strings = _strings(card.draw(trace=trace, step=2, units=[1, 4, 6]))
+    assert strings.count(_value_strings(trace, 2, "h", [1])) == 2
+    assert any("units 1,4,6 shown (of h: p1)" in s for s in strings)
+    assert card.projection_units(np.array([5, 6]), 3).tolist() == [0, 1]
+
+
+def test_large_values_fit_the_boxes():
+    assert card.number(-0.5) == "−0.50" and card.number(1081.98) == "1081.98"
+    assert card.number(123456.78) == "1.23e+05" and card.number(-1e-7, 3) == "−0.000"
+    assert card.max_units(2) == 3 and card.max_units(2, widest=8) == 2
+    trace = _trace("rnn", nonlinearity="relu", scale=2.0)
+    h = trace.step(4)["h"]
+    assert 10_000 < h.min() and h.max() < 100_000  # "16960.24": 8 characters, not 5
+    strings = _strings(card.draw(trace=trace, step=4))
+    assert strings.count(_value_strings(trace, 4, "h", [0, 1])) == 3  # box, h_t, table
+    assert any("first 2 units shown" in s for s in strings)
+    with pytest.raises(ValueError, match="room for 2 values as wide as 1....... at precision=2, "
+                                         "got 3"):
+        card.draw(trace=trace, step=4, units=3)
+    assert card.room(trace.step(4), np.arange(3))[0] == 2
+    huge = _trace("rnn", nonlinearity="relu", scale=20.0)
+    strings = _strings(card.draw(trace=huge, step=4))
+    h = huge.step(4)["h"]
+    assert h[0] > 1e7 and card.number(h[0]) == f"{h[0]:.2e}"
+    assert strings.count(f"{h[0]:.2e} {h[1]:.2e} …") == 3  # box, h_t, table
+    strings = _strings(card.draw(trace=huge, step=4, precision=4))  # "1.5145e+09": 10 wide
+    assert strings.count(f"{h[0]:.4e} …") == 3 and any("first unit shown" in s for s in strings)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_footer_explains_only_what_the_equations_use(cell):
+    footer = next(s for s in _strings(card.draw(cell)) if "drawn by" in s)
+    assert ("σ(x) = 1 / (1 + e^(−x))" in footer) == (cell != "rnn")
+    assert ("⊙ elementwise product" in footer) == (cell != "rnn")
+    assert "relu" not in footer
+
+
+def test_relu_card_without_a_trace():
+    strings = _strings(card.draw("rnn", nonlinearity="relu"))
+    assert "h = relu(W_ih x + b_ih + W_hh h_prev + b_hh)" in strings and "$h$  relu" in strings
+    footer = next(s for s in strings if "drawn by" in s)
+    assert "relu(x) = max(x, 0)" in footer and "σ" not in footer
+    assert "nonlinearity='relu'" in footer
+    with pytest.raises(ValueError, match="nonlinearity= is an RNN option; an LSTM has"):
+        card.draw("lstm", nonlinearity="relu")
+    with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu', got 'elu'"):
+        card.draw("rnn", nonlinearity="elu")
+    with pytest.raises(ValueError, match="the trace is of an RNN with nonlinearity='tanh'"):
+        card.draw(trace=_trace("rnn"), nonlinearity="relu")
+    assert "$h$  relu" in _strings(card.draw(trace=_trace("rnn", nonlinearity="relu"),
+                                             nonlinearity="relu"))

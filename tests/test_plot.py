@@ -78,3 +78,24 @@ def test_missing_matplotlib_says_what_to_install(monkeypatch):
 
     with pytest.raises(ImportError, match=r"pip install 'nplstm\[plot\]'"):
         card.draw("lstm")
+
+
+def test_projected_h_rows_follow_the_units():
+    trace = _trace("lstm", proj_size=2)  # H=6, P=2: h has 2 entries, the gates 6
+    h = trace["h"][0, 0, :, 0]  # (L, P)
+    for units, want in (([1, 4], [1]), ([3, 5], [0, 1]), (None, [0, 1]), (slice(0, 3), [0, 1])):
+        fig = plot.gate_heatmaps(trace, units=units, names=["o", "h"])
+        o_ax, h_ax = [ax for ax in fig.axes if ax.get_images()]
+        n = len(range(6)[units] if isinstance(units, slice) else units or range(6))
+        assert o_ax.get_images()[0].get_array().shape == (n, 9)
+        img = h_ax.get_images()[0].get_array()  # (rows, L), masked past the length
+        assert img.shape == (len(want), 9) and np.array_equal(img.data, h[:, want].T)
+        assert [t.get_text() for t in h_ax.get_yticklabels()] == [str(k) for k in want]
+        assert h_ax.get_ylabel() == "output p (P=2)" and o_ax.get_ylabel() == "unit"
+        fig = plot.state_trajectories(trace, units=units)
+        h_ax = fig.axes[1]
+        assert [line.get_label() for line in h_ax.get_lines()[:-1]] == [f"p{k}" for k in want]
+        assert np.array_equal(h_ax.get_lines()[0].get_ydata(), h[:, want[0]])
+    plot.overview(trace, units=[1, 2, 3])  # draws: h shows p1
+    with pytest.raises(ValueError, match="units must select units of 0..5"):
+        plot.overview(trace, units=[6])

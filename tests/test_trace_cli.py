@@ -88,6 +88,8 @@ def test_weights_file(tmp_path, capsys):
     rc, _, err = _run(capsys, "trace", "--weights", str(tmp_path / "w.npz"), "--prefix",
                       "rnn.", "--cell", "gru")
     assert rc == 2 and "these look like an LSTM's weights" in err
+    assert "--cell gru: the weights in" in err and "are an LSTM's (--cell lstm), not a GRU's" \
+        in err and "pass --cell lstm, or leave --cell out" in err
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -206,7 +208,8 @@ def test_relu_weights_file(tmp_path, capsys):
 
 def test_prefix_is_suggested(tmp_path, capsys):
     lstm, head = nplstm.LSTM(2, 3, seed=0), nplstm.Linear(3, 1, seed=1)
-    sd = {**lstm.state_dict(prefix="model.lstm."), **lstm.state_dict(prefix="enc."), **head.state_dict(prefix="fc.")}
+    sd = {**lstm.state_dict(prefix="model.lstm."), **lstm.state_dict(prefix="enc."),
+          **head.state_dict(prefix="fc.")}
     nplstm.save_weights(sd, tmp_path / "w.npz")
     rc, _, err = _run(capsys, "trace", "--weights", str(tmp_path / "w.npz"))
     assert rc == 2 and "no key 'weight_ih_l0'" in err
@@ -315,3 +318,111 @@ def test_card_cli_words_and_units(tmp_path, capsys, monkeypatch):
     help_text = " ".join(capsys.readouterr().out.split())
     assert "same START:STOP" in help_text and "a plain integer N means the first N units (0:N)" \
         in help_text
+
+
+def test_plot_of_a_projected_h_follows_the_tables(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    for units in ("1:4", "3:5"):  # p1 (the one below P=2); none below P: p0, p1
+        rc, out, err = _run(capsys, "trace", "--proj-size", "2", "--hidden-size", "5",
+                            "--units", units, "--plot", str(tmp_path / "p.png"))
+        assert rc == 0, err
+        assert out.endswith(f"wrote {tmp_path / 'p.png'}\n")
+        assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _titles(out, "hidden_update") == ["p0", "p1"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--batch-first"], "--batch-first needs --input: it says a 3-D .npy is (N, L, H_in)"),
+    (["--batch-first", "--input", "{x2}"],
+     "--batch-first: --input {x2} has shape (4, 3), one sequence (L, H_in)"),
+    (["--batch-first", "--input", "{csv}"], "--batch-first: --input {csv} is a table"),
+    (["--length", "4", "--input", "{x2}"],
+     "--length 4 is the length of the built-in series; with --input {x2} the file decides"),
+    (["--length", "0"], "--length must be >= 1, got 0"),
+    (["--weights", "{w}", "--length", "0"], "--length must be >= 1, got 0"),
+    (["--lengths", "3,2"], ("--lengths 3,2: needs a batched --input (L, N, H_in) (or (N, L, "
+                           "H_in) with --batch-first); the built-in series is one sequence")),
+    (["--lengths", "3", "--input", "{x2}"], "--input {x2} is one sequence, shape (4, 3)"),
+    (["--weights", "{w}", "--nonlinearity", "relu"],
+     "--nonlinearity is an RNN option (--cell rnn), not one of --cell gru"),
+])
+def test_input_options_never_silently_ignored(tmp_path, capsys, argv, message):
+    files = {"x2": tmp_path / "x2.npy", "csv": tmp_path / "x.csv", "w": tmp_path / "w.npz"}
+    np.save(files["x2"], np.ones((4, 3)))
+    files["csv"].write_text("1,2\n3,4\n")
+    nplstm.save_weights(nplstm.GRU(1, 3, seed=0).state_dict(), files["w"])
+    rc, out, err = _run(capsys, "trace", *[a.format(**files) for a in argv])
+    assert rc == 2 and message.format(**files) in err, err
+    assert out == ""  # refused before anything is printed
+
+
+def test_cell_family_read_off_the_weights(tmp_path, capsys):
+    gru = nplstm.GRU(2, 4, dtype=np.float64, seed=3)
+    nplstm.save_weights(gru.state_dict(), tmp_path / "gru.npz")
+    rc, out, err = _run(capsys, "trace", "--weights", str(tmp_path / "gru.npz"), "--save",
+                        str(tmp_path / "t.npz"))
+    assert rc == 0, err
+    assert "GRU(2, 4" in out and "reset_gate" in out
+    want = gru(nplstm.demo.series(5, 2))[0]
+    assert np.array_equal(nplstm.Trace.load(tmp_path / "t.npz").output, want)
+    rc, _, err = _run(capsys, "trace", "--weights", str(tmp_path / "gru.npz"), "--cell", "gru")
+    assert rc == 0, err  # --cell given and agreeing is honoured
+    for cell, noun in (("lstm", "an LSTM's"), ("rnn", "an RNN's")):
+        rc, _, err = _run(capsys, "trace", "--weights", str(tmp_path / "gru.npz"), "--cell",
+                          cell)
+        assert rc == 2 and f"--cell {cell}: the weights in {tmp_path / 'gru.npz'} are a " \
+            f"GRU's (--cell gru), not {noun}" in err and "pass --cell gru" in err, err
+    sd = {k: v for k, v in gru.state_dict().items()}
+    sd["weight_ih_l0"] = sd["weight_ih_l0"][:10]  # 10 rows: 2.5 x H, no family's
+    nplstm.save_weights(sd, tmp_path / "bad.npz")
+    rc, _, err = _run(capsys, "trace", "--weights", str(tmp_path / "bad.npz"))
+    assert rc == 2 and "these are no LSTM's, GRU's or RNN's weights" in err
+    assert "weight_ih_l0 has 10 rows; an LSTM with hidden_size 4 needs 4 x 4 = 16" in err
+
+
+def test_linear_head_has_its_own_titles(capsys):
+    rc, out, _ = _run(capsys, "trace", "--output-size", "2", "--steps", "0:2")
+    assert rc == 0
+    assert _titles(out, "Linear") == ["y0", "y1"]
+    assert _titles(out, "hidden_update") == ["u0", "u1", "u2"]
+    rc, out, _ = _run(capsys, "trace", "--proj-size", "2", "--hidden-size", "5",
+                      "--output-size", "3")
+    assert _titles(out, "Linear") == ["y0", "y1", "y2"]
+    assert _titles(out, "hidden_update") == ["p0", "p1"]
+
+
+def test_card_cli_nonlinearity_and_wide_values(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from nplstm import card
+
+    out_png = str(tmp_path / "c.png")
+    rc, _, err = _run(capsys, "card", "--cell", "rnn", "--nonlinearity", "relu", "-o", out_png)
+    assert rc == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG", err
+    rnn = nplstm.RNN(3, 6, nonlinearity="relu", dtype=np.float64, seed=0)
+    rng = np.random.default_rng(0)
+    rnn.load_state_dict({k: rng.uniform(0, 2, v.shape) for k, v in rnn.state_dict().items()})
+    rnn.trace(rng.uniform(0, 1, (6, 3))).save(tmp_path / "relu.npz")
+    nplstm.RNN(3, 6, seed=0).trace(np.ones((6, 3))).save(tmp_path / "tanh.npz")
+    relu, tanh = str(tmp_path / "relu.npz"), str(tmp_path / "tanh.npz")
+    values = nplstm.Trace.load(relu).step(4)
+    room, widest = card.room(values, np.arange(3))
+    assert room == 2 and len(widest) == 7  # values of 4 digits before the point
+    rc, _, err = _run(capsys, "card", "--trace", relu, "--step", "4", "--nonlinearity", "relu",
+                      "--units", "1:3", "-o", out_png)
+    assert rc == 0, err
+    for argv, message in (
+            (["--nonlinearity", "relu"], ("--nonlinearity is an RNN option (--cell rnn), not "
+                                         "one of --cell lstm")),
+            (["--cell", "gru", "--nonlinearity", "tanh"], "not one of --cell gru"),
+            (["--trace", tanh, "--nonlinearity", "relu"],
+             f"--nonlinearity relu: --trace {tanh} is of an RNN with nonlinearity tanh"),
+            (["--trace", relu, "--step", "4", "--units", "0:3"],
+             ("--units 0:3: selects 3 units, but a gate's box has room for 2 values as wide as "
+             f"{widest} (at --precision 2)"))):
+        rc, _, err = _run(capsys, "card", *argv, "-o", out_png)
+        assert rc == 2 and message in err, (argv, err)
+    rc, _, _ = _run(capsys, "trace", "--save", str(tmp_path / "lstm.npz"))
+    rc, _, err = _run(capsys, "card", "--trace", str(tmp_path / "lstm.npz"), "--nonlinearity",
+                      "tanh", "-o", out_png)
+    assert rc == 2 and "--nonlinearity is an RNN option, but --trace" in err
+    assert "is a trace of an LSTM" in err

@@ -17,6 +17,7 @@ import re
 import numpy as np
 
 from . import __version__, gates
+from .module import article
 from .style import GATE_TITLES, color, light
 
 # The page is A4 landscape and everything is placed in millimetres.
@@ -30,28 +31,34 @@ ACTIVATION = {"i": "σ", "f": "σ", "o": "σ", "r": "σ", "z": "σ", "g": "tanh"
 
 
 def draw(cell=None, trace=None, step=None, *, batch=0, layer=0, direction=0, units=None,
-         precision=2):
+         precision=2, nonlinearity=None):
     """Draw the card of ``cell`` (``"lstm"``, ``"gru"`` or ``"rnn"``) as a Figure.
 
     With ``trace`` (of that cell family; ``cell`` may then be omitted) the card
     shows, for ``step`` (default 0) of sequence ``batch`` in ``layer`` and
     ``direction``, the values of every gate and state at ``units`` (an int N
     for the first N, or a sequence of unit indices; default and at most
-    :func:`max_units` of ``precision``, what fits in a gate's box), and
-    concrete sizes and weight rows. Save with ``fig.savefig("card.pdf")``.
+    :func:`room`, as many as fit in a gate's box at ``precision`` decimals:
+    fewer when values are wide), and concrete sizes and weight rows. A
+    projected LSTM's ``h`` shows the selected units below P, else its first
+    ones. ``nonlinearity`` (``"tanh"`` or ``"relu"``, RNN only; default the
+    trace's, else tanh) picks the RNN's equation. Save with
+    ``fig.savefig("card.pdf")``.
     """
     try:
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError("nplstm.card needs matplotlib: pip install 'nplstm[plot]'") from None
-    cell = _check(cell, trace)
+    cell, nonlinearity = _check(cell, trace, nonlinearity)
     values = None
+    units, explicit = _units(units, precision)
     if trace is not None:
         step = 0 if step is None else step
         values = trace.step(step, layer, direction, batch)
+        units = _fit(values, units, explicit, precision, projection_size(trace))
     elif step is not None:
         raise ValueError("step= needs a trace=: the values come from a traced run")
-    card = _Card(cell, trace, values, _units(units, precision), precision)
+    card = _Card(cell, trace, values, units, precision, nonlinearity)
     fig = Figure(figsize=(PAGE[0] * MM, PAGE[1] * MM))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, PAGE[0])
@@ -64,34 +71,100 @@ def draw(cell=None, trace=None, step=None, *, batch=0, layer=0, direction=0, uni
     return fig
 
 
-def _check(cell, trace):
+def _check(cell, trace, nonlinearity):
+    """``(cell, nonlinearity)``, checked against each other and the trace's."""
     if cell is None:
         cell = "lstm" if trace is None else trace.mode
     if cell not in gates.GATE_ORDER:
         raise ValueError(f"cell must be one of {', '.join(gates.GATE_ORDER)}, got {cell!r}")
     if trace is not None and trace.mode != cell:
-        raise ValueError(f"the trace is of {article(trace.mode)}, not {article(cell)}: "
-                         f"pass cell={trace.mode!r} (or leave cell out)")
-    return cell
+        raise ValueError(f"the trace is of {article(trace.mode.upper())}, not "
+                         f"{article(cell.upper())}: pass cell={trace.mode!r} (or leave cell out)")
+    if nonlinearity is None:
+        return cell, "tanh" if trace is None else trace.nonlinearity
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    if cell != "rnn":
+        raise ValueError(f"nonlinearity= is an RNN option; {article(cell.upper())} has "
+                         f"sigmoid and tanh gates, got nonlinearity={nonlinearity!r}")
+    if trace is not None and trace.nonlinearity != nonlinearity:
+        raise ValueError(f"nonlinearity={nonlinearity!r}, but the trace is of an RNN with "
+                         f"nonlinearity={trace.nonlinearity!r} (or leave nonlinearity out)")
+    return cell, nonlinearity
 
 
-def article(cell):
-    """``"an LSTM"``, ``"a GRU"``, ``"an RNN"``: the name as it is read aloud."""
-    name = cell.upper()
-    return ("an " if name[0] in "AEFHILMNORSX" else "a ") + name
+def number(v, precision=2):
+    """``v`` rounded to ``precision`` decimals, or in e-notation where that is shorter.
+
+    >>> number(-0.5), number(1081.98), number(123456.78)
+    ('−0.50', '1081.98', '1.23e+05')
+    """
+    s, e = f"{v:.{precision}f}", f"{v:.{precision}e}"
+    return (e if len(e) < len(s) else s).replace("-", "−")
 
 
-def max_units(precision=2):
-    """How many values, rounded to ``precision`` decimals, fit in a gate's box."""
-    width = len(f"{-0.5:.{precision}f}") + 1  # "−0.50 "
+def max_units(precision=2, widest=0):
+    """How many values fit in a gate's box: rounded to ``precision`` decimals, each as
+    wide as ``"−0.50"`` (what values in (−10, 10) take) or ``widest`` characters if wider."""
+    width = max(len(f"{-0.5:.{precision}f}"), widest) + 1  # "−0.50 "
     return max(1, (BOX_CHARS - 1) // width)  # and " …" at the end
 
 
+def projection_units(units, P):
+    """Which of a projected ``h``'s P entries to show for the unit selection ``units``.
+
+    The selected indices below P; if there are none, the first ones, as many
+    as ``units`` selects (at most P). ``nplstm trace`` and :mod:`nplstm.plot`
+    use the same rule.
+    """
+    inside = units[units < P]
+    return inside if inside.size else np.arange(min(P, units.size))
+
+
+def shown_values(values, units, P=None):
+    """The values the card shows of a step's ``values`` at ``units``: name -> array.
+
+    ``x`` (features, not units) shows its first ``len(units)``; a projected
+    ``h`` (P entries) shows :func:`projection_units`; units past a vector's end
+    are left out.
+    """
+    out = {}
+    for name, v in values.items():
+        v = np.asarray(v)
+        if name == "x":
+            idx = np.arange(min(units.size, v.size))
+        elif P and name[0] == "h":
+            idx = projection_units(units, P)
+        else:
+            idx = units[units < v.size]
+        out[name] = v[idx]
+    return out
+
+
+def room(values, units, precision=2, P=None):
+    """``(n, widest)``: how many values fit in a box (:func:`max_units`) when the card
+    shows ``units`` of a step's ``values``, and the widest of them as printed."""
+    shown = [number(v, precision) for a in shown_values(values, units, P).values() for v in a]
+    widest = max(shown, key=len, default="")
+    return max_units(precision, len(widest)), widest
+
+
+def _fit(values, units, explicit, precision, P):
+    """The first of ``units`` whose values fit in a box; all of them, if ``explicit``."""
+    n, widest = room(values, units, precision, P)
+    if explicit and n < units.size:
+        raise ValueError(f"units: a gate's box has room for {n} values as wide as {widest} "
+                         f"at precision={precision}, got {units.size}")
+    while room(values, units, precision, P)[0] < units.size:  # fewer may be narrower
+        units = units[:-1]
+    return units
+
+
 def _units(units, precision):
-    """``units`` as an array of unit indices: an int N is the first N."""
-    room = max_units(precision)
+    """``(units, explicit)``: unit indices (an int N is the first N), and whether given."""
+    most = max_units(precision)
     if units is None:
-        return np.arange(room)
+        return np.arange(most), False
     if isinstance(units, (int, np.integer)) and not isinstance(units, bool):
         idx = np.arange(units)
     else:
@@ -99,10 +172,10 @@ def _units(units, precision):
     if idx.ndim != 1 or idx.size == 0 or idx.dtype.kind not in "iu" or np.any(idx < 0):
         raise ValueError(f"units must be an int >= 1 or a non-empty sequence of unit "
                          f"indices >= 0, got {units!r}")
-    if idx.size > room:
-        raise ValueError(f"units: a gate's box has room for {room} values at "
+    if idx.size > most:
+        raise ValueError(f"units: a gate's box has room for {most} values at "
                          f"precision={precision}, got {idx.size}")
-    return idx
+    return idx, True
 
 
 def projection_size(trace):
@@ -173,13 +246,14 @@ def shape(func, sizes=None, eq=None):
 class _Card:
     """The drawing primitives and the three diagrams, in page millimetres."""
 
-    def __init__(self, cell, trace, values, units, precision):
+    def __init__(self, cell, trace, values, units, precision, nonlinearity):
         self.cell, self.trace, self.values = cell, trace, values
         self.units, self.precision = units, precision
         self.funcs = gates.GATE_FUNCTIONS[cell]
         self.H = None if trace is None else trace.hidden_size
         self.P = projection_size(trace)
-        self.nonlinearity = "tanh" if trace is None else trace.nonlinearity
+        self.row_values = None if values is None else shown_values(values, units, self.P)
+        self.nonlinearity = nonlinearity
         self.ax = None
 
     # ------------------------------------------------------------ primitives --
@@ -222,19 +296,18 @@ class _Card:
                                          boxstyle=f"round,pad={pad}", facecolor=fc,
                                          edgecolor=ec, lw=lw, zorder=zorder))
 
-    def fmt(self, v, units=None):
-        """The values at ``units``, rounded: ``"0.51 −0.23 0.88 …"`` (… if more exist)."""
-        v = np.asarray(v)
-        units = self.units if units is None else units
-        shown = units[units < v.size]
-        s = " ".join(f"{x:.{self.precision}f}" for x in v[shown]).replace("-", "−")
-        return s + (" …" if v.size > shown.size else "")
+    def fmt(self, name):
+        """The values of ``name`` the card shows, rounded: ``"0.51 −0.23 0.88 …"`` (… if
+        more exist); see :func:`shown_values`."""
+        shown = self.row_values[name]
+        s = " ".join(number(x, self.precision) for x in shown)
+        return s + (" …" if np.size(self.values[name]) > shown.size else "")
 
     def gate_box(self, name, cx, cy, w=31.0, h=27.0):
         """A gate: its symbol and activation, its function's name, rows, values."""
         c = color(name)
         self.rect(cx - w / 2, cy - h / 2, w, h, light(c, 0.85), c)
-        act = ACTIVATION.get(name, self.trace.nonlinearity if self.trace else "tanh")
+        act = ACTIVATION.get(name, self.nonlinearity)
         top = cy + h / 2
         self.text(cx, top - 5.5, f"${name}$  {act}", 12, ha="center", color=c, zorder=4,
                   fontweight="bold")
@@ -245,7 +318,7 @@ class _Card:
             self.text(cx, top - 16.5, f"rows {r}", 7, ha="center", color=GREY,
                       family=MONO, zorder=4)
         if self.values is not None:
-            self.text(cx, top - 22, self.fmt(self.values[name]), 7, ha="center",
+            self.text(cx, top - 22, self.fmt(name), 7, ha="center",
                       family=MONO, zorder=4, color=c)
 
     def state_label(self, x, y, math, key, ha):
@@ -253,15 +326,14 @@ class _Card:
         name = key[0]
         self.text(x, y + 3, f"${math}$", 13, ha=ha, color=color(name))
         if self.values is not None and key in self.values:
-            self.text(x, y - 3.5, self.fmt(self.values[key]), 7, ha=ha, family=MONO,
+            self.text(x, y - 3.5, self.fmt(key), 7, ha=ha, family=MONO,
                       color=color(name))
 
     def x_input(self, x, bus_y):
         """x_t entering from the bottom into the bus."""
         self.path([(x, 76), (x, bus_y)], color("x"), arrow=False)
         self.dot(x, bus_y, GREY)
-        first = np.arange(self.units.size)  # x has features, not units: the first few
-        s = "$x_t$" + ("" if self.values is None else f"  {self.fmt(self.values['x'], first)}")
+        s = "$x_t$" + ("" if self.values is None else f"  {self.fmt('x')}")
         self.text(x + 2, 74.5, s, 10, color=GREY)
 
     def bus(self, x0, x1, y, stubs, top):
@@ -373,7 +445,7 @@ class _Card:
             where = (f"values: step t={step}" + ("" if t.unbatched else f", sequence {batch}")
                      + f", layer {layer}, {('forward', 'reverse')[direction]}  ·  "
                      f"H={t.hidden_size}" + (f", P={self.P}" if self.P else "")
-                     + f", {self.shown()} shown")
+                     + f", {self.shown()} shown" + self.shown_of_h())
             self.text(12, 183, where, 8.5, fontweight="bold")
         self.weight_strip()
 
@@ -381,8 +453,16 @@ class _Card:
         """``"first 3 units"`` or ``"units 1,3,5"``: which values the card shows."""
         shown = self.units[self.units < self.H]
         if np.array_equal(shown, np.arange(shown.size)):
-            return f"first {shown.size} units"
-        return "units " + ",".join(str(u) for u in shown)
+            return "first unit" if shown.size == 1 else f"first {shown.size} units"
+        return f"unit{'s' * (shown.size > 1)} " + ",".join(str(u) for u in shown)
+
+    def shown_of_h(self):
+        """``" (of h: p0,p1)"``: which of a projected h's P entries the card shows."""
+        if not self.P:
+            return ""
+        p = projection_units(self.units, self.P)
+        why = "" if np.isin(p, self.units).all() else f", as no unit shown is below P={self.P}"
+        return f" (of h: {','.join(f'p{k}' for k in p)}{why})"
 
     def weight_strip(self):
         """weight_ih as one bar, split into the gates' row blocks in PyTorch's order."""
@@ -408,7 +488,9 @@ class _Card:
         head = {"func": "function in nplstm.gates", "eq": "equation (its docstring)",
                     "rows": "weight rows (bias rows alike)", "shape": "shape"}
         if self.values is not None:
-            head["val"] = f"values ({self.shown()})"
+            of_h = "" if not self.P else "; h " + ",".join(
+                f"p{k}" for k in projection_units(self.units, self.P))
+            head["val"] = f"values ({self.shown()}{of_h})"
         for key, s in head.items():
             self.text(cols[key], y, s, 7.5, color=GREY, fontweight="bold")
         self.ax.plot([12, 287], [y - 3.2, y - 3.2], color="#bbbbbb", lw=0.8)
@@ -440,14 +522,17 @@ class _Card:
             self.text(cols["shape"], yk, shape(func, sizes, eq if projected else None), 8,
                       family=MONO)
             if self.values is not None:
-                self.text(cols["val"], yk, self.fmt(self.values[name]), 7.5, family=MONO,
+                self.text(cols["val"], yk, self.fmt(name), 7.5, family=MONO,
                           color=c)
         sizes = "N batch, H hidden_size, " + ("P proj_size, " if self.P else "")
-        act = (gates.relu.__doc__.strip().rstrip(".") if self.nonlinearity == "relu"
-               else "σ(x) = 1 / (1 + e^(−x))")
-        self.text(12, 4, f"{GATE_TITLES['x']} x_t (N, H_in)  ·  {sizes}H_in input_size  ·  "
-                  f"{act}  ·  ⊙ elementwise product  ·  "
-                  f"drawn by nplstm.card.draw('{self.cell}')", 7, color=GREY)
+        eqs = " ".join(equation(self.cell, n, self.nonlinearity) for n in self.funcs)
+        notes = [f"{GATE_TITLES['x']} x_t (N, H_in)", f"{sizes}H_in input_size"]
+        notes += [note for sym, note in (("relu(", gates.relu.__doc__.strip().rstrip(".")),
+                                         ("σ(", "σ(x) = 1 / (1 + e^(−x))"),
+                                         ("⊙", "⊙ elementwise product")) if sym in eqs]
+        relu = ", nonlinearity='relu'" if self.nonlinearity == "relu" else ""
+        notes.append(f"drawn by nplstm.card.draw('{self.cell}'{relu})")
+        self.text(12, 4, "  ·  ".join(notes), 7, color=GREY)
 
 
 _TORCH = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}

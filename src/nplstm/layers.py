@@ -21,6 +21,7 @@ from . import cells, loop
 from .module import (
     Module,
     Nonlinearity,
+    article,
     check_bool,
     check_gate_rows,
     check_size,
@@ -97,7 +98,7 @@ class _RNNBase(Module):
         if "weight_hr_l0" in keys:  # LSTM projection: W_hr is (proj_size, hidden_size)
             if cls.family is not cells.LSTM:
                 raise ValueError(f"{prefix}weight_hr_l0 is an LSTM projection; these "
-                                 f"weights are not {'an' if cls.__name__[0] in 'LR' else 'a'} {cls.__name__}'s")
+                                 f"weights are not {article(cls.__name__)}'s")
             config["proj_size"], hidden_size = cls._shape(keys, "weight_hr_l0", prefix, 2)
         check_gate_rows(cls.__name__, cls.family, prefix + "weight_ih_l0", rows, hidden_size)
         config.update(input_size=input_size, hidden_size=hidden_size,

@@ -74,16 +74,25 @@ def to_numpy(value, name):
     return arr
 
 
+def article(name):
+    """``"an LSTM"``, ``"a GRU"``, ``"an RNN"``: an acronym with its article, as read aloud.
+
+    Its first letter is spelled out: those whose names start with a vowel sound
+    (L is "el", R is "ar") take "an".
+    """
+    return ("an " if name[:1] in "AEFHILMNORSX" else "a ") + name
+
+
 def check_gate_rows(layer, family, key, rows, hidden_size):
     """``weight_ih`` must have ``num_gates * hidden_size`` rows; else name what it is."""
     if rows == family.num_gates * hidden_size:
         return
-    kinds = {4: "an LSTM's", 3: "a GRU's", 1: "an RNN's"}
+    kinds = {4: "LSTM", 3: "GRU", 1: "RNN"}
     guess = kinds.get(rows // hidden_size) if rows % hidden_size == 0 else None
-    article = "an" if layer[0] in "AEFHILMNORSX" else "a"  # read aloud: an LSTM, a GRU
-    raise ValueError(f"{key} has {rows} rows; {article} {layer} with hidden_size {hidden_size} needs "
-                     f"{family.num_gates} x {hidden_size} = {family.num_gates * hidden_size}"
-                     + (f" (these look like {guess} weights)" if guess else ""))
+    raise ValueError(f"{key} has {rows} rows; {article(layer)} with hidden_size {hidden_size} "
+                     f"needs {family.num_gates} x {hidden_size} = "
+                     f"{family.num_gates * hidden_size}"
+                     + (f" (these look like {article(guess)}'s weights)" if guess else ""))
 
 
 def uniform_init(rng, shapes, bound, dtype):

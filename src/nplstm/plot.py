@@ -38,6 +38,18 @@ def _units(units, H):
     return idx % H
 
 
+def _row_units(trace, units, width):
+    """``(indices, projected)`` for a row of ``width`` entries: ``units`` of the hidden
+    units, or for a projected LSTM's h (P < H entries) the selected units below P, else
+    its first ones (:func:`nplstm.card.projection_units`, as nplstm trace and the card)."""
+    from .card import projection_units
+
+    idx = _units(units, trace.hidden_size)
+    if width == trace.hidden_size:
+        return idx, False
+    return projection_units(idx, width), True
+
+
 def _series(trace, name, layer, direction, batch):
     """``(L, H)`` values of one sequence, masked (NaN) past its length."""
     if not isinstance(batch, (int, np.integer)) or not 0 <= batch < trace.batch_size:
@@ -86,8 +98,8 @@ def _draw_heatmaps(fig, trace, layer, direction, batch, units, names):
     nrows = -(-len(names) // ncols)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     for ax, name in zip(axes, names):
-        a = _series(trace, name, layer, direction, batch)  # (L, H)
-        idx = _units(units, a.shape[1])
+        a = _series(trace, name, layer, direction, batch)  # (L, H) or, projected h, (L, P)
+        idx, projected = _row_units(trace, units, a.shape[1])
         img = np.ma.masked_invalid(a[:, idx].T)  # (units, L)
         lo, hi = _gates_range(trace, name, a)
         stops = ["white", color(name)] if lo == 0 else ["#4d4d4d", "white", color(name)]
@@ -97,7 +109,7 @@ def _draw_heatmaps(fig, trace, layer, direction, batch, units, names):
                        interpolation="nearest")
         rows = range(0, len(idx), max(1, len(idx) // 12))
         ax.set_yticks(list(rows), [str(idx[k]) for k in rows])
-        ax.set_ylabel("unit")
+        ax.set_ylabel(f"output p (P={a.shape[1]})" if projected else "unit")
         _steps_axis(ax, a.shape[0])
         ax.set_title(f"{name}: {GATE_TITLES[name]}  ({_function_name(trace, name)})",
                      color=color(name), fontsize=10)
@@ -124,13 +136,14 @@ def _draw_trajectories(fig, trace, layer, direction, batch, units):
     states = [s for s in ("c", "h") if s in trace]
     axes = np.atleast_1d(fig.subplots(len(states), 1, sharex=True, squeeze=False)).ravel()
     for ax, name in zip(axes, states):
-        a = _series(trace, name, layer, direction, batch)  # (L, H)
-        idx = _units(units, a.shape[1])
+        a = _series(trace, name, layer, direction, batch)  # (L, H) or, projected h, (L, P)
+        idx, projected = _row_units(trace, units, a.shape[1])
         t = np.arange(a.shape[0])
         for k, unit in enumerate(idx):
             shade = light(color(name), 0.5 * k / max(len(idx) - 1, 1))
             ax.plot(t, a[:, unit], marker=_MARKERS[k % len(_MARKERS)], markersize=3.5,
-                    color=shade, label=f"unit {unit}", linewidth=1.5)
+                    color=shade, label=f"p{unit}" if projected else f"unit {unit}",
+                    linewidth=1.5)
         ax.axhline(0, color="#999999", linewidth=0.6)
         ax.set_ylabel(name, color=color(name), fontsize=11)
         ax.set_title(f"{name}: {GATE_TITLES[name]} ({_function_name(trace, name)})",
@@ -191,7 +204,9 @@ def gate_heatmaps(trace, layer=0, direction=0, batch=0, units=None, names=None):
 
     σ gates run white (0) to their colour (1); tanh gates and states run grey
     (negative) through white (0) to their colour. ``units`` (slice, int or
-    list) picks rows; ``names`` picks panels (default: all recorded).
+    list) picks rows; ``names`` picks panels (default: all recorded). A
+    projected LSTM's h (P entries) shows the selected units below P, else its
+    first ones.
     """
     Figure, _ = _matplotlib()
     n = len(trace.names if names is None else names)

@@ -12,12 +12,14 @@ import os
 
 import numpy as np
 
+from ..module import article
 from . import CLIError
 
 EPILOG = """\
 examples:
   nplstm card -o card.pdf                        # printable LSTM card, A4 landscape
   nplstm card --cell gru -o gru.svg
+  nplstm card --cell rnn --nonlinearity relu -o relu.pdf
   nplstm trace --save trace.npz && nplstm card --trace trace.npz --step 3 -o card.png
   nplstm card --trace trace.npz --step 0 --batch 1 --layer 1 --direction 1 -o card.png
   nplstm card --trace trace.npz --units 4:7 -o card.png   # units 4, 5, 6
@@ -25,7 +27,10 @@ examples:
 --units takes the same START:STOP (or START:STOP:STEP) selection as nplstm
 trace --units, except that a plain integer N means the first N units (0:N),
 as it always has on the card. A gate's box has room for 3 values at
---precision 2 (6 at --precision 0, 2 at --precision 3).
+--precision 2 (6 at --precision 0, 2 at --precision 3), fewer when the
+values are wide (|v| >= 10); values too long to print in decimals are shown
+in e-notation. A projected LSTM's h (P entries) shows the units of --units
+below P, else its first ones (the heading says which).
 """
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -37,6 +42,8 @@ def register(sub):
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cell", choices=("lstm", "gru", "rnn"),
                    help="cell family (default: lstm, or the trace's)")
+    p.add_argument("--nonlinearity", choices=("tanh", "relu"),
+                   help="RNN only: the equation drawn (default: tanh, or the trace's)")
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="where to write: .png, .svg or .pdf")
     p.add_argument("--trace", metavar="FILE.npz", help="show the values of a saved trace")
@@ -56,8 +63,9 @@ def register(sub):
 TRACE_OPTIONS = ("step", "batch", "layer", "direction", "units", "precision")
 
 
-def _units(spec, trace, precision):
-    """``--units`` as unit indices: ``N`` is ``0:N``, else a selection as in trace."""
+def _units(spec, trace, precision, values):
+    """``--units`` as unit indices: ``N`` is ``0:N``, else a selection as in trace; their
+    ``values`` (the step shown) must fit in a gate's box."""
     from .. import card
     from .trace import parse_selection
 
@@ -75,6 +83,11 @@ def _units(spec, trace, precision):
     if idx.size > room:
         raise CLIError(f"--units {spec}: selects {idx.size} units, but a gate's box has "
                        f"room for {room} at --precision {precision}")
+    room, widest = card.room(values, idx, precision, card.projection_size(trace))
+    if idx.size > room:
+        raise CLIError(f"--units {spec}: selects {idx.size} units, but a gate's box has "
+                       f"room for {room} values as wide as {widest} (at --precision "
+                       f"{precision})")
     return idx
 
 
@@ -89,7 +102,11 @@ def run(args):
         for name in TRACE_OPTIONS:
             if getattr(args, name) is not None:
                 raise CLIError(f"--{name} needs --trace: the values come from a saved trace")
-        return _draw(args, None, {})
+        cell = args.cell or "lstm"
+        if args.nonlinearity is not None and cell != "rnn":
+            raise CLIError(f"--nonlinearity is an RNN option (--cell rnn), not one of "
+                           f"--cell {cell}")
+        return _draw(args, None, {"nonlinearity": args.nonlinearity})
     precision = 2 if args.precision is None else args.precision
     if not 0 <= precision <= 6:
         raise CLIError(f"--precision must be between 0 and 6, got {precision}")
@@ -99,17 +116,24 @@ def run(args):
         raise CLIError(f"--trace {args.trace}: no such file")
     trace = Trace.load(args.trace)
     if args.cell is not None and args.cell != trace.mode:
-        from ..card import article
-
-        raise CLIError(f"--trace {args.trace} is a trace of {article(trace.mode)}, not "
-                       f"{article(args.cell)}: pass --cell {trace.mode}, or leave --cell out")
+        raise CLIError(f"--trace {args.trace} is a trace of {article(trace.mode.upper())}, not "
+                       f"{article(args.cell.upper())}: pass --cell {trace.mode}, or leave --cell "
+                       "out")
+    if args.nonlinearity is not None and trace.mode != "rnn":
+        raise CLIError(f"--nonlinearity is an RNN option, but --trace {args.trace} is a trace "
+                       f"of {article(trace.mode.upper())}")
+    if args.nonlinearity not in (None, trace.nonlinearity):
+        raise CLIError(f"--nonlinearity {args.nonlinearity}: --trace {args.trace} is of an RNN "
+                       f"with nonlinearity {trace.nonlinearity}; leave --nonlinearity out")
     where = {name: getattr(args, name) or 0 for name in ("step", "batch", "layer", "direction")}
     for name, limit in (("step", trace.steps), ("batch", trace.batch_size),
                         ("layer", trace.num_layers), ("direction", trace.num_directions)):
         if not 0 <= where[name] < limit:
             raise CLIError(f"--{name} {where[name]}: the trace has {limit} (0..{limit - 1})")
-    units = None if args.units is None else _units(args.units, trace, precision)
-    return _draw(args, trace, dict(where, units=units, precision=precision))
+    values = trace.step(where["step"], where["layer"], where["direction"], where["batch"])
+    units = None if args.units is None else _units(args.units, trace, precision, values)
+    return _draw(args, trace, dict(where, units=units, precision=precision,
+                                   nonlinearity=args.nonlinearity))
 
 
 def _draw(args, trace, options):

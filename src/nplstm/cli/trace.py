@@ -16,8 +16,9 @@ import sys
 import numpy as np
 
 from .. import gates
-from ..card import equation, projection_size
+from ..card import equation, projection_size, projection_units
 from ..demo import LAYERS, build, series
+from ..module import article
 from ..style import ansi
 from . import CLIError
 
@@ -27,7 +28,7 @@ examples:
   nplstm trace --cell gru --hidden-size 4 --length 8 --steps 0:3
   nplstm trace --input x.npy --units 0:4        # your data (L, H_in) or (L, N, H_in)
   nplstm trace --weights model.pt --prefix lstm. --head fc. --input x.csv
-  nplstm trace --weights gru.safetensors --cell gru --layer 1 --direction 1
+  nplstm trace --weights gru.safetensors --layer 1 --direction 1   # cell read off the file
   nplstm trace --length 40 --steps 0 --save trace.npz --plot gates.png
   nplstm trace --cell rnn --nonlinearity relu --steps 0:2
   nplstm trace --proj-size 2 --hidden-size 5           # LSTM with a projection
@@ -37,8 +38,10 @@ The demo model is the one nplstm demo runs: for the same --cell, sizes and
 
 input files: .npy holds (L, H_in), (L, N, H_in) or (N, L, H_in) with
 --batch-first; .csv/.txt has one row per time step, one column per feature
-(a header row is skipped). Sizes of --weights are read off the state_dict's
-shapes; --cell says how many gates its rows hold (LSTM 4, GRU 3, RNN 1).
+(a header row is skipped). The cell family and sizes of --weights are read off
+the state_dict's shapes (rows of weight_ih: LSTM 4 x H, GRU 3 x H, RNN 1 x H);
+--cell, if given, must agree. A state_dict does not record an RNN's
+nonlinearity: tanh unless --nonlinearity relu.
 """
 
 MAX_STEPS, MAX_UNITS = 20, 8  # printed by default; --steps/--units show more
@@ -53,8 +56,8 @@ def register(sub):
     p = sub.add_parser("trace", help="print every gate of every step in tables; save or "
                        "plot the trace", description=__doc__.split("\n\n")[1],
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cell", choices=tuple(LAYERS), default="lstm",
-                   help="cell family (default: lstm); with --weights it decides the gate count")
+    p.add_argument("--cell", choices=tuple(LAYERS),
+                   help="cell family (default: lstm; with --weights, the file's)")
     m = p.add_argument_group("demo model (without --weights)")
     m.add_argument("--input-size", type=int, metavar="H_IN",
                    help="features per step (default: the width of --input, else 1)")
@@ -70,11 +73,12 @@ def register(sub):
                    help="prefix of a Linear head in the same file, e.g. 'fc.'")
     i = p.add_argument_group("input")
     i.add_argument("--input", metavar="FILE", help=".npy or .csv (default: built-in series)")
-    i.add_argument("--length", type=int, default=5, metavar="L",
+    i.add_argument("--length", type=int, metavar="L",
                    help="steps of the built-in series sin(0.5 t + k) (default: 5)")
-    i.add_argument("--batch-first", action="store_true", help="--input .npy is (N, L, H_in)")
+    i.add_argument("--batch-first", action="store_true",
+                   help="--input is a 3-D .npy of (N, L, H_in)")
     i.add_argument("--lengths", metavar="L0,L1,..",
-                   help="valid length of each sequence of a padded batch")
+                   help="valid length of each sequence of a padded batch (a 3-D --input)")
     i.add_argument("--float32", action="store_true", help="run in float32 (default float64)")
     s = p.add_argument_group("what to show")
     s.add_argument("--steps", metavar="SEL", help=f"an int or START:STOP, e.g. 3, 0:5, -1 "
@@ -118,6 +122,9 @@ def parse_selection(spec, size, option):
 
 def _read_input(path, batch_first):
     """An input file as a float64 array: ``(L, H_in)`` or time-major ``(L, N, H_in)``."""
+    if batch_first and os.path.splitext(path)[1].lower() != ".npy":
+        raise CLIError(f"--batch-first: --input {path} is a table of (L, H_in), one sequence; "
+                       "--batch-first is for a 3-D .npy of (N, L, H_in)")
     if not os.path.isfile(path):
         raise CLIError(f"--input {path}: no such file")
     ext = os.path.splitext(path)[1].lower()
@@ -144,25 +151,33 @@ def _read_input(path, batch_first):
     if x.ndim not in (2, 3) or 0 in x.shape:
         raise CLIError(f"--input {path}: expected (L, H_in) or (L, N, H_in), got shape "
                        f"{x.shape}")
-    if batch_first and x.ndim == 3:
+    if batch_first and x.ndim != 3:
+        raise CLIError(f"--batch-first: --input {path} has shape {x.shape}, one sequence "
+                       "(L, H_in); --batch-first is for a batch of (N, L, H_in)")
+    if batch_first:
         x = x.transpose(1, 0, 2)  # (N, L, H_in) -> (L, N, H_in)
     return x.astype(np.float64)
 
 
-def _model(args, dtype, width):
-    """``(layer, head or None, description)`` from --weights or the demo model."""
+def _check_nonlinearity(args):
     if args.nonlinearity is not None and args.cell != "rnn":
         raise CLIError(f"--nonlinearity is an RNN option (--cell rnn), not one of "
                        f"--cell {args.cell}")
+
+
+def _model(args, dtype, width):
+    """``(layer, head or None, description)`` from --weights or the demo model."""
     if args.weights:
         return _weights_model(args, dtype)
+    args.cell = args.cell or "lstm"
+    _check_nonlinearity(args)
     for option in ("prefix", "head"):
         if getattr(args, option) is not None:
             raise CLIError(f"--{option} needs --weights: it picks keys of a weights file")
     for name, default, _, _ in DEMO_OPTIONS:
         if getattr(args, name) is None:
             setattr(args, name, default)
-    for name in ("hidden_size", "output_size", "num_layers", "length"):
+    for name in ("hidden_size", "output_size", "num_layers"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.proj_size and args.cell != "lstm":
@@ -201,10 +216,36 @@ def _weights_model(args, dtype):
     _check_prefix(sd, args.weights, "--prefix", prefix, "weight_ih_l0", "layer")
     if args.head is not None:
         _check_prefix(sd, args.weights, "--head", args.head, "weight", "Linear head")
+    args.cell = _family(sd, prefix, args)
+    _check_nonlinearity(args)
     extra = {"nonlinearity": args.nonlinearity} if args.nonlinearity else {}
     layer = LAYERS[args.cell].from_state_dict(sd, prefix, dtype=dtype, **extra)
     head = None if args.head is None else Linear.from_state_dict(sd, args.head, dtype=dtype)
     return layer, head, args.weights + (f", prefix {prefix!r}" if prefix else "")
+
+
+def _family(sd, prefix, args):
+    """The cell family of the layer at ``prefix``, read off its gate rows; --cell must agree."""
+    fits, errors = [], {}
+    for cell, cls in LAYERS.items():  # from_state_dict checks the gate rows: 4, 3, 1 x H
+        try:
+            cls.from_state_dict(sd, prefix)
+            fits.append(cell)
+        except ValueError as exc:
+            errors[cell] = str(exc)
+    if args.cell is None and len(fits) == 1:
+        return fits[0]
+    if args.cell is None:
+        raise CLIError(f"--weights {args.weights}: these are no LSTM's, GRU's or RNN's "
+                       "weights:\n  " + "\n  ".join(dict.fromkeys(errors.values())))
+    if args.cell not in fits and fits:
+        found = " or ".join(f"{article(c.upper())}'s (--cell {c})" for c in fits)
+        raise CLIError(f"--cell {args.cell}: the weights in {args.weights} are {found}, not "
+                       f"{article(args.cell.upper())}'s ({errors[args.cell]}); pass "
+                       f"--cell {fits[0]}, or leave --cell out")
+    if args.cell not in fits:
+        raise CLIError(f"--weights {args.weights}: {errors[args.cell]}")
+    return args.cell
 
 
 def _check_prefix(sd, path, option, prefix, key, what):
@@ -254,17 +295,15 @@ class Columns:
     """Which values each row shows, under which column titles.
 
     With ``proj_size`` the LSTM's ``h`` has P entries, not H: its columns are
-    the projection's outputs ``p0 p1 ..``, not the hidden units ``u0 u1 ..``
-    of the gates, and get their own title line.
+    the projection's outputs ``p0 p1 ..`` (the selected units below P, else
+    the first ones: :func:`nplstm.card.projection_units`), not the hidden
+    units ``u0 u1 ..`` of the gates, and get their own title line. So does the
+    Linear head's output ``y0 y1 ..``.
     """
 
-    def __init__(self, trace, units, explicit):
+    def __init__(self, trace, units):
         self.units, self.P = units, projection_size(trace)
-        self.proj = None
-        if self.P:
-            inside = units[units < self.P]
-            self.proj = inside if explicit and inside.size else np.arange(
-                min(self.P, MAX_UNITS))
+        self.proj = None if not self.P else projection_units(units, self.P)
         self.label = None  # the title line printed last
 
     def of(self, name):
@@ -277,6 +316,13 @@ class Columns:
             print(table.header(idx, label))
             self.label = label
         print(table.row(name[0], func, shape, vector[idx]))
+
+    def head_row(self, table, shape, y):
+        """The Linear head's output ``y`` under its own titles ``y0 y1 ..``."""
+        y = y[:MAX_UNITS]
+        print(table.header(range(y.size), "y"))
+        self.label = "y"
+        print(table.row("y", "Linear", shape, y))
 
 
 def _print_legend(trace, args, head, table):
@@ -333,8 +379,8 @@ def _print_steps(trace, pred, args, steps, columns, table):
             columns.row(table, name, funcs[name].__name__, shape(a), step[name])
         if pred is not None and layer == trace.num_layers - 1:  # the head reads it
             y = pred[t] if trace.unbatched else pred[t, b]  # (out,)
-            print(table.row("y", "Linear", str(pred.shape[-1:] if trace.unbatched
-                                                else pred.shape[1:]), y[:MAX_UNITS]))
+            columns.head_row(table, str(pred.shape[-1:] if trace.unbatched
+                                        else pred.shape[1:]), y)
         print()
 
 
@@ -362,10 +408,19 @@ def run(args):
     if not 0 <= args.precision <= 16:
         raise CLIError(f"--precision must be between 0 and 16, got {args.precision}")
     dtype = np.float32 if args.float32 else np.float64
+    if args.input and args.length is not None:
+        raise CLIError(f"--length {args.length} is the length of the built-in series; with "
+                       f"--input {args.input} the file decides it")
+    if args.batch_first and not args.input:
+        raise CLIError("--batch-first needs --input: it says a 3-D .npy is (N, L, H_in); "
+                       "the built-in series is one sequence (L, H_in)")
+    length = 5 if args.length is None else args.length
+    if length < 1:
+        raise CLIError(f"--length must be >= 1, got {length}")
     x = _read_input(args.input, args.batch_first) if args.input else None
     layer, head, where = _model(args, dtype, None if x is None else x.shape[-1])
     if x is None:
-        x = series(args.length, layer.input_size, dtype)  # (L, H_in)
+        x = series(length, layer.input_size, dtype)  # (L, H_in)
         what = f"built-in series sin(0.5 t + k), shape {x.shape}"
     else:
         what = f"{args.input}, shape {x.shape} (time-major)"
@@ -378,6 +433,11 @@ def run(args):
             lengths = np.array([int(v) for v in args.lengths.split(",")])
         except ValueError:
             raise CLIError(f"bad --lengths {args.lengths!r}: expected ints like 5,3") from None
+        if x.ndim != 3:
+            raise CLIError(f"--lengths {args.lengths}: needs a batched --input (L, N, H_in) "
+                           "(or (N, L, H_in) with --batch-first); "
+                           + (f"--input {args.input} is" if args.input else
+                              "the built-in series is") + f" one sequence, shape {x.shape}")
     trace = layer.trace(x, lengths=lengths)
     for name, value, limit in (("layer", args.layer, trace.num_layers),
                                ("direction", args.direction, trace.num_directions),
@@ -404,7 +464,7 @@ def run(args):
           + ("" if trace.unbatched else f", sequence {args.batch}")
           + f"; {shown}; units {_span(units)} of {H}"
           + ("" if args.units or H <= MAX_UNITS else " (--units for more)") + "\n")
-    columns = Columns(trace, units, bool(args.units))
+    columns = Columns(trace, units)
     _print_legend(trace, args, head, table)
     _print_steps(trace, pred, args, steps, columns, table)
     _print_summary(trace, args, columns, table)
