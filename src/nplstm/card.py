@@ -19,6 +19,7 @@ import numpy as np
 from . import __version__, gates
 from .module import article
 from .style import GATE_TITLES, color, light
+from .trace import projection_units
 
 # The page is A4 landscape and everything is placed in millimetres.
 PAGE = (297.0, 210.0)
@@ -55,7 +56,7 @@ def draw(cell=None, trace=None, step=None, *, batch=0, layer=0, direction=0, uni
     if trace is not None:
         step = 0 if step is None else step
         values = trace.step(step, layer, direction, batch)
-        units = _fit(values, units, explicit, precision, projection_size(trace))
+        units = _fit(values, units, explicit, precision, trace.proj_size)
     elif step is not None:
         raise ValueError("step= needs a trace=: the values come from a traced run")
     card = _Card(cell, trace, values, units, precision, nonlinearity)
@@ -110,17 +111,6 @@ def max_units(precision=2, widest=0):
     return max(1, (BOX_CHARS - 1) // width)  # and " …" at the end
 
 
-def projection_units(units, P):
-    """Which of a projected ``h``'s P entries to show for the unit selection ``units``.
-
-    The selected indices below P; if there are none, the first ones, as many
-    as ``units`` selects (at most P). ``nplstm trace`` and :mod:`nplstm.plot`
-    use the same rule.
-    """
-    inside = units[units < P]
-    return inside if inside.size else np.arange(min(P, units.size))
-
-
 def shown_values(values, units, P=None):
     """The values the card shows of a step's ``values`` at ``units``: name -> array.
 
@@ -155,8 +145,9 @@ def _fit(values, units, explicit, precision, P):
     if explicit and n < units.size:
         raise ValueError(f"units: a gate's box has room for {n} values as wide as {widest} "
                          f"at precision={precision}, got {units.size}")
-    while room(values, units, precision, P)[0] < units.size:  # fewer may be narrower
+    while n < units.size:  # fewer may be narrower
         units = units[:-1]
+        n = room(values, units, precision, P)[0]
     return units
 
 
@@ -176,14 +167,6 @@ def _units(units, precision):
         raise ValueError(f"units: a gate's box has room for {most} values at "
                          f"precision={precision}, got {idx.size}")
     return idx, True
-
-
-def projection_size(trace):
-    """P of a traced LSTM with ``proj_size`` (``h`` narrower than the gates), else None."""
-    if trace is None or trace.mode != "lstm":
-        return None
-    P = trace["h"].shape[-1]
-    return None if P == trace.hidden_size else P
 
 
 def _doc_line(func, start):
@@ -251,7 +234,7 @@ class _Card:
         self.units, self.precision = units, precision
         self.funcs = gates.GATE_FUNCTIONS[cell]
         self.H = None if trace is None else trace.hidden_size
-        self.P = projection_size(trace)
+        self.P = 0 if trace is None else trace.proj_size
         self.row_values = None if values is None else shown_values(values, units, self.P)
         self.nonlinearity = nonlinearity
         self.ax = None
@@ -509,7 +492,7 @@ class _Card:
                       zorder=4)
             self.text(cols["func"], yk, func.__name__, 8, family=MONO, color=c,
                       fontweight="bold")
-            projected = self.P is not None and name == "h"
+            projected = bool(self.P) and name == "h"
             eq = equation(self.cell, name, self.nonlinearity, projected)
             self.text(cols["eq"], yk, eq, 8.5)
             r = rows(self.cell, name, self.H)

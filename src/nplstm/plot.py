@@ -41,8 +41,8 @@ def _units(units, H):
 def _row_units(trace, units, width):
     """``(indices, projected)`` for a row of ``width`` entries: ``units`` of the hidden
     units, or for a projected LSTM's h (P < H entries) the selected units below P, else
-    its first ones (:func:`nplstm.card.projection_units`, as nplstm trace and the card)."""
-    from .card import projection_units
+    its first ones (:func:`nplstm.trace.projection_units`, as nplstm trace and the card)."""
+    from .trace import projection_units
 
     idx = _units(units, trace.hidden_size)
     if width == trace.hidden_size:

@@ -33,6 +33,17 @@ GATE_RANGE = {"i": (0.0, 1.0), "f": (0.0, 1.0), "o": (0.0, 1.0), "g": (-1.0, 1.0
 GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("h",)}
 
 
+
+def projection_units(units, P):
+    """Which of a projected ``h``'s P entries to show for the unit selection ``units``.
+
+    The selected indices below P; if there are none, the first ones, as many
+    as ``units`` selects (at most P). ``nplstm trace``, :mod:`nplstm.plot` and
+    :mod:`nplstm.card` all show a projected ``h`` by this rule.
+    """
+    inside = units[units < P]
+    return inside if inside.size else np.arange(min(P, units.size))
+
 class Trace:
     """Gate activations and states of one forward run.
 
@@ -106,6 +117,13 @@ class Trace:
     def hidden_size(self):
         """H, the size of each gate (``hidden_size`` of the layer)."""
         return self._first.shape[4]
+
+    @property
+    def proj_size(self):
+        """P of an LSTM with ``proj_size`` (its ``h`` narrower than the gates), else 0."""
+        if self.mode != "lstm" or self["h"].shape[-1] == self.hidden_size:
+            return 0
+        return self["h"].shape[-1]
 
     @property
     def _first(self):

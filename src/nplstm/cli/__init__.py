@@ -28,6 +28,31 @@ class CLIError(Exception):
     """A user error the CLI reports in one line and exits 2 on."""
 
 
+def fit_families(sd, prefix):
+    """Which cell families the layer at ``prefix`` of a weights file can be.
+
+    Returns ``{cell: layer}`` for each of LSTM, GRU, RNN whose gate rows (4, 3,
+    1 x H) the state_dict's shapes fit, and ``{cell: why not}`` for the others.
+    ``nplstm verify --weights`` and ``nplstm trace --weights`` read the family
+    off the file with it (:func:`no_family` says why none fits).
+    """
+    from ..demo import LAYERS
+
+    fits, errors = {}, {}
+    for cell, cls in LAYERS.items():  # from_state_dict checks the gate rows
+        try:
+            fits[cell] = cls.from_state_dict(sd, prefix)
+        except ValueError as exc:
+            errors[cell] = str(exc)
+    return fits, errors
+
+
+def no_family(path, errors):
+    """The CLIError for a weights file whose layer fits no family: why not, for each."""
+    return CLIError(f"--weights {path}: these are no LSTM's, GRU's or RNN's weights:\n  "
+                    + "\n  ".join(dict.fromkeys(errors.values())))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 

@@ -83,7 +83,7 @@ def _units(spec, trace, precision, values):
     if idx.size > room:
         raise CLIError(f"--units {spec}: selects {idx.size} units, but a gate's box has "
                        f"room for {room} at --precision {precision}")
-    room, widest = card.room(values, idx, precision, card.projection_size(trace))
+    room, widest = card.room(values, idx, precision, trace.proj_size)
     if idx.size > room:
         raise CLIError(f"--units {spec}: selects {idx.size} units, but a gate's box has "
                        f"room for {room} values as wide as {widest} (at --precision "

@@ -16,11 +16,12 @@ import sys
 import numpy as np
 
 from .. import gates
-from ..card import equation, projection_size, projection_units
+from ..card import equation
 from ..demo import LAYERS, build, series
 from ..module import article
 from ..style import ansi
-from . import CLIError
+from ..trace import projection_units
+from . import CLIError, fit_families, no_family
 
 EPILOG = """\
 examples:
@@ -226,18 +227,12 @@ def _weights_model(args, dtype):
 
 def _family(sd, prefix, args):
     """The cell family of the layer at ``prefix``, read off its gate rows; --cell must agree."""
-    fits, errors = [], {}
-    for cell, cls in LAYERS.items():  # from_state_dict checks the gate rows: 4, 3, 1 x H
-        try:
-            cls.from_state_dict(sd, prefix)
-            fits.append(cell)
-        except ValueError as exc:
-            errors[cell] = str(exc)
+    fits, errors = fit_families(sd, prefix)
+    fits = list(fits)
     if args.cell is None and len(fits) == 1:
         return fits[0]
     if args.cell is None:
-        raise CLIError(f"--weights {args.weights}: these are no LSTM's, GRU's or RNN's "
-                       "weights:\n  " + "\n  ".join(dict.fromkeys(errors.values())))
+        raise no_family(args.weights, errors)
     if args.cell not in fits and fits:
         found = " or ".join(f"{article(c.upper())}'s (--cell {c})" for c in fits)
         raise CLIError(f"--cell {args.cell}: the weights in {args.weights} are {found}, not "
@@ -296,13 +291,13 @@ class Columns:
 
     With ``proj_size`` the LSTM's ``h`` has P entries, not H: its columns are
     the projection's outputs ``p0 p1 ..`` (the selected units below P, else
-    the first ones: :func:`nplstm.card.projection_units`), not the hidden
+    the first ones: :func:`nplstm.trace.projection_units`), not the hidden
     units ``u0 u1 ..`` of the gates, and get their own title line. So does the
     Linear head's output ``y0 y1 ..``.
     """
 
     def __init__(self, trace, units):
-        self.units, self.P = units, projection_size(trace)
+        self.units, self.P = units, trace.proj_size
         self.proj = None if not self.P else projection_units(units, self.P)
         self.label = None  # the title line printed last
 
@@ -327,7 +322,7 @@ class Columns:
 
 def _print_legend(trace, args, head, table):
     funcs = gates.GATE_FUNCTIONS[trace.mode]
-    P = projection_size(trace)
+    P = trace.proj_size
     print(f"  {'':<7}{'function (nplstm.gates)':<26}equation (from its docstring)")
     for name in _order(trace):
         print(f"  {table.name(name, name, 7)}{table.name(name, funcs[name].__name__, 26)}"

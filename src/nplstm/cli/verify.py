@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from ..demo import LAYERS
-from . import CLIError
+from . import CLIError, fit_families, no_family
 
 EPILOG = """\
 examples:
@@ -241,15 +241,9 @@ def _load(args):
         raise CLIError(f"--prefix {prefix!r}: {args.weights} has no {prefix + key}; "
                        + (f"its layers have prefix {', '.join(found)}" if found
                           else "it holds no LSTM, GRU or RNN layer"))
-    fits, errors = {}, []
-    for cell, cls in LAYERS.items():  # from_state_dict checks the gate rows: 4, 3, 1 x H
-        try:
-            fits[cell] = cls.from_state_dict(sd, prefix)
-        except ValueError as exc:
-            errors.append(str(exc))
+    fits, errors = fit_families(sd, prefix)
     if not fits:
-        raise CLIError(f"--weights {args.weights}: these are no LSTM's, GRU's or RNN's "
-                       "weights:\n  " + "\n  ".join(dict.fromkeys(errors)))
+        raise no_family(args.weights, errors)
     [(cell, layer)] = fits.items()
     if args.cell and set(args.cell) != {cell}:
         raise CLIError(f"--cell {', '.join(args.cell)}: the weights in {args.weights} are "
