@@ -55,12 +55,15 @@ class Trace:
         input: the input as the layer saw it (its dtype, the user's layout).
         h_0, c_0: the initial states, shaped like ``h_n``/``c_n`` (zeros if no hx).
         layer_inputs: the input of each layer, time-major ``(L, N, in)`` each.
+        dropout_masks: per layer, the bool mask ``(L, N, D*H_out)`` dropout kept of
+            its output in training mode, or None; ``dropout`` the probability p.
         lengths: the ``lengths=`` given, ``(N,)``, or None.
     """
 
     def __init__(self, mode, data, *, output, h_n, c_n=None, input=None, h_0=None, c_0=None,
                  layer_inputs=(), lengths=None, num_layers=1, num_directions=1,
-                 batch_first=False, unbatched=False, nonlinearity="tanh"):
+                 batch_first=False, unbatched=False, nonlinearity="tanh",
+                 dropout_masks=None, dropout=0.0):
         self.mode = mode
         self.data = dict(data)  # name -> (num_layers, D, L, N, H)
         self.output, self.h_n, self.c_n = output, h_n, c_n
@@ -70,6 +73,9 @@ class Trace:
         self.num_layers, self.num_directions = num_layers, num_directions
         self.batch_first, self.unbatched = batch_first, unbatched
         self.nonlinearity = nonlinearity
+        # per layer: the bool mask dropout applied to its output (training), or None
+        self.dropout_masks = list(dropout_masks or [None] * num_layers)
+        self.dropout = dropout
 
     @classmethod
     def from_forward(cls, layer, run, lengths, output, state):
@@ -89,7 +95,9 @@ class Trace:
                    num_layers=len(recs), num_directions=len(recs[0]["directions"]),
                    batch_first=getattr(layer, "batch_first", False),
                    unbatched=run["unbatched"],
-                   nonlinearity=getattr(layer, "nonlinearity", "tanh"))
+                   nonlinearity=getattr(layer, "nonlinearity", "tanh"),
+                   dropout_masks=[r.get("dropout") for r in recs],
+                   dropout=getattr(layer, "dropout", 0.0))
 
     # -------------------------------------------------------------- sizes --
 
@@ -282,6 +290,10 @@ class Trace:
                 arrays[name] = getattr(self, name)
         for k, x in enumerate(self.layer_inputs):
             arrays[f"layer_inputs/{k}"] = x
+        for k, keep in enumerate(self.dropout_masks):
+            if keep is not None:
+                arrays[f"dropout_masks/{k}"] = keep
+        arrays["meta/dropout"] = np.asarray(self.dropout)
         for name in _META + ("nonlinearity",):
             arrays[f"meta/{name}"] = np.asarray(getattr(self, name))
         with atomic_write(path) as f:
@@ -307,9 +319,13 @@ class Trace:
             inputs = sorted((int(k.split("/")[1]), z[k]) for k in files
                             if k.startswith("layer_inputs/"))
             opt = {k: (z[k] if k in files else None) for k in _OPTIONAL}
+            masks = [z[f"dropout_masks/{k}"] if f"dropout_masks/{k}" in files else None
+                     for k in range(int(meta["num_layers"]))]
+            p = float(z["meta/dropout"]) if "meta/dropout" in files else 0.0
             nonlin = str(z["meta/nonlinearity"].item()) if "meta/nonlinearity" in files \
                 else "tanh"
             return cls(str(meta.pop("mode")), data, output=z["output"], h_n=z["h_n"],
                        layer_inputs=[x for _, x in inputs], nonlinearity=nonlin, **opt,
+                       dropout_masks=masks, dropout=p,
                        **{k: (bool(v) if k in ("batch_first", "unbatched") else int(v))
                           for k, v in meta.items()})
