@@ -10,6 +10,7 @@ rnn.* and fc.*), a loss log (CSV) and, with --plot, pictures of learning.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -63,10 +64,13 @@ def _common(p, **d):
     p.add_argument("--plot", action="store_true",
                    help="also save loss.png, saturation.png, gradflow.png (and forecast.png)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads (default 1: the matrices are small, and more threads "
+                   "only contend; needs threadpoolctl, in nplstm[train])")
 
 
 def _check(args):
-    for name in ("epochs", "steps", "hidden", "layers", "window", "batch"):
+    for name in ("epochs", "steps", "hidden", "layers", "window", "batch", "threads"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not args.lr > 0:
@@ -113,7 +117,16 @@ def run(args):
             raise CLIError("--plot needs matplotlib: pip install 'nplstm[plot]'") from None
     from . import train_tasks
 
-    return getattr(train_tasks, args.task)(args, out, Progress, _report)
+    with _blas_threads(args.threads):
+        return getattr(train_tasks, args.task)(args, out, Progress, _report)
+
+
+def _blas_threads(n):
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(n)
 
 
 def _report(out, model, meta, log, plots):
