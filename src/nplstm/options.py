@@ -262,7 +262,7 @@ class OptionsMixin:
             return
         want = "Relu" if value == "relu" else "Tanh"
         acts = opts.activations
-        if set(acts) <= {"Relu", "Tanh"} and opts.alpha is None and opts.beta is None:
+        if set(acts) in ({"Relu"}, {"Tanh"}):  # they take no alpha/beta: entries all None
             self.__dict__["_options"] = replace(opts, activations=(want,) * len(acts))
         elif value == "relu":
             raise ValueError(f"{type(self).__name__}: nonlinearity='relu' disagrees with "
