@@ -34,8 +34,8 @@ class _CellBase(Module):
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.bias = check_bool("bias", bias)
-        self._options = make_options(self.family.name, type(self).__name__, 1,
-                                     nonlinearity=nonlinearity, **options)
+        self._set_options(make_options(self.family.name, type(self).__name__, 1,
+                                       nonlinearity=nonlinearity, **options))
         if self.family is cells.RNN and set(self._options.activations) == {"Relu"}:
             nonlinearity = "relu"  # activations=("Relu",) is nonlinearity="relu"
         self.nonlinearity = nonlinearity  # checked by the Nonlinearity descriptor

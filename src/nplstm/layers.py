@@ -64,8 +64,9 @@ class _RNNBase(Module):
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size has to be smaller than hidden_size, got "
                              f"proj_size={self.proj_size} and hidden_size={self.hidden_size}")
-        self._options = make_options(self.family.name, type(self).__name__,
-                                     self.num_directions, nonlinearity=nonlinearity, **options)
+        self._set_options(make_options(self.family.name, type(self).__name__,
+                                       self.num_directions, nonlinearity=nonlinearity,
+                                       **options))
         if self.family is cells.RNN and set(self._options.activations) == {"Relu"}:
             nonlinearity = "relu"  # activations=("Relu",) is nonlinearity="relu"
         self.nonlinearity = nonlinearity  # checked by the Nonlinearity descriptor

@@ -231,11 +231,15 @@ class OptionsMixin:
         (the general step of :mod:`nplstm.general`, taken by non-default options)."""
         return "numpy" if self._options.default else "numpy-general"
 
-    @property
-    def _run_family(self):
+    def _set_options(self, opts):
+        """Hold ``opts`` and the family that runs them, chosen once here (the
+        one-step hot path reads ``_run_family`` and nothing else)."""
         from . import general
 
-        return self.family if self._options.default else general.FAMILIES[self.family.name]
+        self.__dict__["_options"] = opts
+        self.__dict__["_run_family"] = (self.family if opts.default
+                                        else general.FAMILIES[self.family.name])
+        self.__dict__["_prepared"] = None
 
     @property
     def activations(self):
@@ -263,7 +267,7 @@ class OptionsMixin:
         want = "Relu" if value == "relu" else "Tanh"
         acts = opts.activations
         if set(acts) in ({"Relu"}, {"Tanh"}):  # they take no alpha/beta: entries all None
-            self.__dict__["_options"] = replace(opts, activations=(want,) * len(acts))
+            self._set_options(replace(opts, activations=(want,) * len(acts)))
         elif value == "relu":
             raise ValueError(f"{type(self).__name__}: nonlinearity='relu' disagrees with "
                              f"activations={acts!r}")
