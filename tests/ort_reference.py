@@ -74,10 +74,11 @@ def node_attributes(layer):
     return attrs
 
 
-def run_onnxruntime(layer, x, h0=None, c0=None):
+def run_onnxruntime(layer, x, h0=None, c0=None, drop=()):
     """``(output (L, N, D*H), h_n (D, N, H)[, c_n])`` from onnxruntime, float32.
 
-    x ``(L, N, H_in)``; h0/c0 ``(D, N, H)`` or None.
+    x ``(L, N, H_in)``; h0/c0 ``(D, N, H)`` or None; ``drop``: attribute names
+    to leave out of the node (to see onnxruntime's own defaults).
     """
     fam = layer.family.name
     feeds = {"X": np.asarray(x, np.float32)}
@@ -95,7 +96,8 @@ def run_onnxruntime(layer, x, h0=None, c0=None):
     while names[-1] == "":
         names.pop()
     outputs = ["Y", "Y_h"] + (["Y_c"] if fam == "lstm" else [])
-    node = helper.make_node(OP[fam], names, outputs, **node_attributes(layer))
+    attrs = {k: v for k, v in node_attributes(layer).items() if k not in drop}
+    node = helper.make_node(OP[fam], names, outputs, **attrs)
     f32 = TensorProto.FLOAT
     graph = helper.make_graph(
         [node], "options", [helper.make_tensor_value_info(k, f32, None) for k in feeds],

@@ -158,6 +158,22 @@ def test_every_activation_function_vs_onnxruntime():
                                       family, 1, True)
 
 
+def test_onnxruntime_defaults_differ_for_three_functions():
+    """Measured: with no activation_alpha/beta, onnxruntime runs ThresholdedRelu,
+    Affine and ScaledTanh with alpha = beta = 0 (rnn_helpers.cc), not the ONNX
+    operators' defaults nplstm uses (1; 1, 0; 1, 1): an importer passes them."""
+    x = inputs("rnn", 1, False)[0]
+    for name, zeros in (("ThresholdedRelu", {"activation_alpha": (0.0,)}),
+                        ("Affine", {"activation_alpha": (0.0,), "activation_beta": (0.0,)}),
+                        ("ScaledTanh", {"activation_alpha": (0.0,),
+                                        "activation_beta": (0.0,)})):
+        theirs = run_onnxruntime(make("rnn", activations=(name,)), x,
+                                 drop=("activation_alpha", "activation_beta"))
+        ours = make("rnn", activations=(name,), **zeros)(x)[0]
+        assert max_diff(ours, theirs[0]) <= TOL32
+        assert max_diff(make("rnn", activations=(name,))(x)[0], ours) > 1e-3
+
+
 # ----------------------------------------------------------- where clip acts --
 
 
