@@ -202,6 +202,8 @@ class LSTMCell(LSTMOptionsMixin, _CellBase):
     input ``(N, H_in)`` or ``(H_in,)``; h, c ``(N, H)`` or ``(H,)``, zeros if omitted.
     Equations as :class:`nplstm.LSTM`; keys ``weight_ih (4H, H_in)``,
     ``weight_hh (4H, H)``, ``bias_ih``, ``bias_hh (4H,)``.
+    Keyword-only options as :class:`nplstm.LSTM` (``peepholes`` adds the key
+    ``weight_ph (3H,)``, ``p_i|p_f|p_o``).
     """
 
     family = cells.LSTM
@@ -228,7 +230,11 @@ class LSTMCell(LSTMOptionsMixin, _CellBase):
 
 
 class GRUCell(GRUOptionsMixin, _CellBase):
-    """One GRU step, identical to ``torch.nn.GRUCell``: ``h' = cell(x, h)``."""
+    """One GRU step, identical to ``torch.nn.GRUCell``: ``h' = cell(x, h)``.
+
+    Keyword-only options as :class:`nplstm.GRU` (``linear_before_reset``, ``clip``,
+    ``activations`` with alpha/beta).
+    """
 
     family = cells.GRU
 
@@ -242,7 +248,10 @@ class GRUCell(GRUOptionsMixin, _CellBase):
 
 
 class RNNCell(OptionsMixin, _CellBase):
-    """One Elman RNN step, identical to ``torch.nn.RNNCell``: ``h' = cell(x, h)``."""
+    """One Elman RNN step, identical to ``torch.nn.RNNCell``: ``h' = cell(x, h)``.
+
+    Keyword-only options as :class:`nplstm.RNN` (``clip``, ``activations``).
+    """
 
     family = cells.RNN
 

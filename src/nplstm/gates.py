@@ -17,6 +17,8 @@ test suite proves both give the same numbers.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 
 from .options import Activation
@@ -392,7 +394,7 @@ def activate(act, x, clip=None):
 # ------------------------------------------------------------ for readers --
 
 #: The function that computes each recorded gate or state, per family.
-GATE_FUNCTIONS = {
+GATE_FUNCTIONS: dict[str, dict[str, Callable[..., Any]]] = {
     "lstm": {"i": input_gate, "f": forget_gate, "g": cell_candidate, "o": output_gate,
              "c": cell_update, "h": hidden_update},
     "gru": {"r": reset_gate, "z": update_gate, "n": new_gate, "h": gru_hidden_update},

@@ -367,6 +367,13 @@ class LSTM(LSTMOptionsMixin, _RNNBase):
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout,
         bidirectional, proj_size: exactly as in PyTorch.
+        peepholes, clip, input_forget, activations, activation_alpha,
+        activation_beta: keyword-only options of the ONNX LSTM operator (opset 14),
+            PyTorch's math when left at their defaults; see :mod:`nplstm.options`
+            and :mod:`nplstm.general`. ``peepholes`` adds ``weight_ph_l{k}``
+            ``(3*H_cell,)`` stacked ``(p_i|p_f|p_o)``; ``clip`` bounds every gate's
+            pre-activation; ``input_forget`` sets f = 1 − i; ``activations`` names
+            the functions of roles (f, g, h) (ONNX names), alpha/beta aligned.
         dtype: numpy.float32 (default) or numpy.float64, keyword-only.
         seed: int, ``numpy.random.Generator`` or None, keyword-only; drives the
             U(−1/√hidden_size, 1/√hidden_size) initialisation and dropout masks.
@@ -424,6 +431,11 @@ class GRU(GRUOptionsMixin, _RNNBase):
     Args, inputs and shapes as :class:`LSTM` without ``proj_size`` and ``c``:
     ``output, h_n = gru(input, h_0, lengths=None)``. Weights are stacked
     ``(W_ir|W_iz|W_in)``, ``(3*hidden_size, in)``.
+
+    Keyword-only options (ONNX GRU): ``linear_before_reset=False`` computes
+    ``n_t = g(W_in x_t + b_in + W_hn (r_t ⊙ h_{t−1}) + b_hn)`` (ONNX's default,
+    Keras ``reset_after=False``); ``clip``, ``activations`` (roles f, g) with
+    ``activation_alpha``/``activation_beta`` as :class:`LSTM`.
     """
 
     family = cells.GRU
@@ -446,6 +458,9 @@ class RNN(OptionsMixin, _RNNBase):
 
     Args as :class:`GRU` plus ``nonlinearity='tanh'|'relu'`` (PyTorch's order:
     ``input_size, hidden_size, num_layers, nonlinearity, bias, ...``).
+    Keyword-only options (ONNX RNN): ``clip``; ``activations`` (role f) with
+    alpha/beta as :class:`LSTM`. ``activations=("Relu",)`` is ``nonlinearity="relu"``;
+    both given and disagreeing is a ValueError.
     """
 
     family = cells.RNN

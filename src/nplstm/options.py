@@ -174,13 +174,13 @@ def make_options(family, layer, num_directions, *, activations=None, activation_
         if not isinstance(flag, bool):
             raise TypeError(f"{layer}: {name} must be a bool, got {type(flag).__name__} "
                             f"{flag!r}")
-    if family == "rnn" and nonlinearity == "relu":
-        if activations is None:
-            activations = ("Relu",)
-        elif any(str(a).lower() != "relu" for a in activations):
-            raise ValueError(f"{layer}: nonlinearity='relu' disagrees with activations="
-                             f"{tuple(activations)!r}; give one of them")
+    relu = family == "rnn" and nonlinearity == "relu"
+    if relu and activations is None:
+        activations = ("Relu",)
     acts = canonical_activations(family, activations, num_directions, layer)
+    if relu and set(acts) != {"Relu"}:
+        raise ValueError(f"{layer}: nonlinearity='relu' disagrees with activations="
+                         f"{acts!r}; give one of them")
     return Options(family, acts, _parameters("alpha", activation_alpha, acts, layer),
                    _parameters("beta", activation_beta, acts, layer), check_clip(clip, layer),
                    bool(peepholes), bool(input_forget), bool(linear_before_reset))
