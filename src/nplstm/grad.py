@@ -185,8 +185,21 @@ def _state_grads(layer, grad_state, shapes, unbatched, dtype):
     return tuple(out)
 
 
+def _check_options(module):
+    """The backward covers PyTorch's math; the ONNX/Keras options are refused by name."""
+    opts = getattr(module, "_options", None)
+    if opts is not None and not opts.default:
+        from .options import repr_options
+
+        named = repr_options(opts, module.nonlinearity).lstrip(", ")
+        raise NotImplementedError(f"{type(module).__name__}.backward supports PyTorch's "
+                                  f"options only; this layer has {named}")
+
+
 def _check_trace(layer, trace):
     from .trace import Trace
+
+    _check_options(layer)
 
     if not isinstance(trace, Trace):
         raise TypeError(f"trace must be the Trace that {type(layer).__name__}.trace() "
