@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 from helpers import T, torch, twin
@@ -129,22 +127,3 @@ def test_saved_trace_backpropagates_with_its_dropout_masks(tmp_path):
     a, b = lstm.backward(trace, gy), lstm.backward(loaded, gy)
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
-
-
-@pytest.mark.parametrize("cls,kw,named", [
-    (nplstm.LSTM, {"peepholes": True}, "peepholes=True"),
-    (nplstm.LSTM, {"clip": 2.0}, "clip=2.0"),
-    (nplstm.LSTM, {"input_forget": True}, "input_forget=True"),
-    (nplstm.GRU, {"linear_before_reset": False}, "linear_before_reset=False"),
-    (nplstm.RNN, {"activations": ("Softsign",)}, "activations=('Softsign',)"),
-    (nplstm.LSTMCell, {"clip": 1.5}, "clip=1.5"),
-])
-def test_backward_refuses_onnx_options_by_name(cls, kw, named):
-    m = cls(3, 5, seed=0, **kw)
-    x = np.ones((4, 2, 3) if "Cell" not in cls.__name__ else (2, 3), np.float32)
-    trace = m.trace(x)
-    with pytest.raises(NotImplementedError, match=re.escape(named)):
-        if "Cell" in cls.__name__:
-            m.backward(trace, (np.ones((2, 5), np.float32), None))
-        else:
-            m.backward(trace, np.ones_like(trace.output))

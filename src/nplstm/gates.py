@@ -416,6 +416,31 @@ def relu_backward(dr, r):
 NONLINEARITY_BACKWARD = {"tanh": tanh_backward, "relu": relu_backward}
 
 
+#: d/dx of each ONNX activation ``f(x, alpha, beta)`` above, at the (clipped)
+#: pre-activation x; at a kink the right-hand side's value (as PyTorch's ReLU: 0 at 0).
+ACTIVATION_DERIVATIVES = {
+    "Sigmoid": lambda x, a, b: sigmoid(x) * (1 - sigmoid(x)),
+    "Tanh": lambda x, a, b: 1 - np.tanh(x) ** 2,
+    "Relu": lambda x, a, b: (x > 0).astype(x.dtype),
+    "HardSigmoid": lambda x, a, b: np.where((a * x + b > 0) & (a * x + b < 1), a, 0.0),
+    "Affine": lambda x, a, b: np.full_like(x, a),
+    "LeakyRelu": lambda x, a, b: np.where(x >= 0, 1.0, a),
+    "ThresholdedRelu": lambda x, a, b: (x >= a).astype(x.dtype),
+    "ScaledTanh": lambda x, a, b: a * b * (1 - np.tanh(b * x) ** 2),
+    "Elu": lambda x, a, b: np.where(x >= 0, 1.0, a * np.exp(np.minimum(x, 0))),
+    "Softsign": lambda x, a, b: 1 / (1 + np.abs(x)) ** 2,
+    "Softplus": lambda x, a, b: sigmoid(x),
+}
+
+
+def activate_backward(dy, act, x, clip=None):
+    """Through y = act(clip(x)) (see :func:`activate`): dx = dy ⊙ act'(clip(x)),
+    and 0 where the clip bounded x (|x| > clip)."""
+    xc = x if clip is None else np.clip(x, -clip, clip)
+    dx = dy * ACTIVATION_DERIVATIVES[act.name](xc, act.alpha, act.beta)
+    return dx if clip is None else np.where(np.abs(x) <= clip, dx, 0)
+
+
 def cell_update_backward(dc, f, c_prev, i, g):
     """Through c = f ⊙ c_prev + i ⊙ g.
 

@@ -19,6 +19,10 @@ The derivation is the chain rule through the equations of ``torch.nn.LSTM``,
 ``GRU`` and ``RNN`` (PyTorch docs); the tests hold every gradient to PyTorch
 autograd in float64 and to central finite differences.
 
+Layers with options beyond PyTorch's (peepholes, clip, input_forget, other
+activations, GRU ``linear_before_reset=False``) take the steps of
+:mod:`nplstm.grad_general` instead; everything else here is shared.
+
 Lengths: a step past a sequence's length changed nothing (the state was
 carried on, the output was zero), so there the state gradient is carried back
 unchanged and no gradient reaches the weights or the input; the gradient of
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import general, grad_general
 from .gates import (
     NONLINEARITY_BACKWARD,
     cell_update_backward,
@@ -107,10 +112,14 @@ STEP_BACKWARD = {"lstm": lstm_step_backward, "gru": gru_step_backward,
                  "rnn": rnn_step_backward}
 
 
-def step_backward(mode, dstate, v, p, grads, nonlinearity="tanh"):
+def step_backward(mode, dstate, v, p, grads, nonlinearity="tanh", spec=None):
     """One step back: accumulate parameter gradients into ``grads``; return
-    ``(dx (N, in), dprev state tuple)``. The shared part of every family."""
-    if mode == "rnn":
+    ``(dx (N, in), dprev state tuple)``. The shared part of every family.
+    ``spec``: a :class:`nplstm.general.Spec` when the layer has options beyond
+    PyTorch's (then :mod:`nplstm.grad_general`'s steps), else None."""
+    if spec is not None:
+        da_x, da_h, dprev, extra = grad_general.STEP_BACKWARD[mode](dstate, v, p, spec)
+    elif mode == "rnn":
         da_x, da_h, dprev, extra = rnn_step_backward(dstate, v, p, nonlinearity)
     else:
         da_x, da_h, dprev, extra = STEP_BACKWARD[mode](dstate, v, p)
@@ -131,14 +140,16 @@ def step_backward(mode, dstate, v, p, grads, nonlinearity="tanh"):
 # ---------------------------------------------------------- time and layers --
 
 
-def direction_backward(mode, p, x, rec, prev, dy, dstate, keep, reverse, nonlinearity):
+def direction_backward(mode, p, x, rec, prev, dy, dstate, keep, reverse, nonlinearity,
+                       spec=None):
     """Backward through one direction of one layer over time.
 
     p: the direction's parameters (cell keys); x: ``(L, N, in)`` its input;
     rec: ``{name: (L, N, H)}`` recorded gates and states; prev: ``{"h_prev":
     (L, N, H_out), "c_prev": ...}`` the state each step started from; dy:
     ``(L, N, H_out)`` gradient of its output; dstate: gradient of its final
-    state tuple ``(N, H)``; keep: ``(L, N)`` bool or None (lengths).
+    state tuple ``(N, H)``; keep: ``(L, N)`` bool or None (lengths); spec: see
+    :func:`step_backward`.
     Returns ``(dx (L, N, in), dstate0 tuple, param grads)``.
     """
     grads = {k: np.zeros_like(v) for k, v in p.items()}
@@ -150,11 +161,11 @@ def direction_backward(mode, p, x, rec, prev, dy, dstate, keep, reverse, nonline
         v.update({name: value[t] for name, value in prev.items()})
         v["x"] = x[t]
         if keep is None:
-            dx[t], dstate = step_backward(mode, d, v, p, grads, nonlinearity)
+            dx[t], dstate = step_backward(mode, d, v, p, grads, nonlinearity, spec)
             continue
         valid = keep[t][:, None]  # (N, 1): padded rows carry their gradient on
         dx[t], dprev = step_backward(mode, tuple(np.where(valid, s, 0) for s in d), v, p,
-                                     grads, nonlinearity)
+                                     grads, nonlinearity, spec)
         dstate = tuple(np.where(valid, new, old) for new, old in zip(dprev, d))
     return dx, dstate, grads
 
@@ -185,21 +196,9 @@ def _state_grads(layer, grad_state, shapes, unbatched, dtype):
     return tuple(out)
 
 
-def _check_options(module):
-    """The backward covers PyTorch's math; the ONNX/Keras options are refused by name."""
-    opts = getattr(module, "_options", None)
-    if opts is not None and not opts.default:
-        from .options import repr_options
-
-        named = repr_options(opts, module.nonlinearity).lstrip(", ")
-        raise NotImplementedError(f"{type(module).__name__}.backward supports PyTorch's "
-                                  f"options only; this layer has {named}")
-
-
 def _check_trace(layer, trace):
     from .trace import Trace
 
-    _check_options(layer)
 
     if not isinstance(trace, Trace):
         raise TypeError(f"trace must be the Trace that {type(layer).__name__}.trace() "
@@ -248,7 +247,8 @@ def layer_backward(layer, trace, grad_output, grad_state=None):
             j = k * D + d
             dx_d, ds0, g = direction_backward(
                 layer.family.name, p, x, rec, prev, dy[..., d * H_out:(d + 1) * H_out],
-                tuple(st[j] for st in dstate), keep, d == 1, layer.nonlinearity)
+                tuple(st[j] for st in dstate), keep, d == 1, layer.nonlinearity,
+                _spec(layer, d))
             dx += dx_d
             for st, value in zip(dstate0, ds0):
                 st[j] = value
@@ -266,7 +266,17 @@ def layer_backward(layer, trace, grad_output, grad_state=None):
     return Grads(grads, dy, hx)
 
 
-_CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+_CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_ph", "weight_hr")
+
+
+def _spec(module, d):
+    """The options of direction ``d`` as :class:`nplstm.general.Spec`, or None for
+    PyTorch's own math (the fast backward steps)."""
+    opts = getattr(module, "_options", None)
+    if opts is None or opts.default:
+        return None
+    return general.Spec(opts.direction(d), opts.clip, opts.input_forget,
+                        opts.linear_before_reset)
 
 
 def _dropout_backward(dx, keep, p):
@@ -303,7 +313,8 @@ def cell_backward(cell, trace, grad_output):
     prev = {f"{name}_prev": trace.prev(name).reshape(rec[name].shape) for name in states}
     dy = np.zeros_like(rec["h"])
     dx, ds0, g = direction_backward(cell.family.name, dict(cell._params), x, rec, prev, dy,
-                                    tuple(dstate), None, False, cell.nonlinearity)
+                                    tuple(dstate), None, False, cell.nonlinearity,
+                                    _spec(cell, 0))
     dx = dx[0].reshape(np.shape(trace.input))  # like the input
     ds0 = [s.reshape(shape) for s in ds0]
     return Grads({k: g[k] for k in cell._params}, dx, tuple(ds0) if len(ds0) == 2 else ds0[0])
