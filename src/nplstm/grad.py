@@ -14,6 +14,9 @@ gradient by the same three lines for every family::
     dW_ih += daᵀ x      db_ih += Σ_N da      dx = da W_ih
     dW_hh += daᵀ h_prev db_hh += Σ_N da      dh_prev += da W_hh
 
+Only ``dh_prev`` is needed inside the time loop; the other sums over steps are
+done after it, one matrix product each (:func:`_weight_grads`).
+
 (The GRU's ``n`` gate has different x and h sides, so a step returns both.)
 The derivation is the chain rule through the equations of ``torch.nn.LSTM``,
 ``GRU`` and ``RNN`` (PyTorch docs); the tests hold every gradient to PyTorch
@@ -113,8 +116,11 @@ STEP_BACKWARD = {"lstm": lstm_step_backward, "gru": gru_step_backward,
 
 
 def step_backward(mode, dstate, v, p, grads, nonlinearity="tanh", spec=None):
-    """One step back: accumulate parameter gradients into ``grads``; return
-    ``(dx (N, in), dprev state tuple)``. The shared part of every family.
+    """One step back through the family's equations: return ``(da_x, da_h, dprev)``,
+    the pre-activation gradients ``(N, G*H)`` and the previous state's gradient
+    tuple (through W_hh included: ``dh_prev += da_h W_hh``). Gradients of extra
+    parameters (``weight_hr``, peepholes) are added to ``grads`` here; ``W_ih``,
+    ``W_hh`` and the biases are summed over all steps at once by the caller.
     ``spec``: a :class:`nplstm.general.Spec` when the layer has options beyond
     PyTorch's (then :mod:`nplstm.grad_general`'s steps), else None."""
     if spec is not None:
@@ -123,18 +129,24 @@ def step_backward(mode, dstate, v, p, grads, nonlinearity="tanh", spec=None):
         da_x, da_h, dprev, extra = rnn_step_backward(dstate, v, p, nonlinearity)
     else:
         da_x, da_h, dprev, extra = STEP_BACKWARD[mode](dstate, v, p)
-    grads["weight_ih"] += da_x.T @ v["x"]  # (G*H, in)
-    grads["weight_hh"] += da_h.T @ v["h_prev"]  # (G*H, H_out)
-    if "bias_ih" in grads:
-        grads["bias_ih"] += da_x.sum(axis=0)
-        grads["bias_hh"] += da_h.sum(axis=0)
     for name, value in extra.items():
         grads[name] += value
-    dx = da_x @ p["weight_ih"]  # (N, in)
     dh_prev = da_h @ p["weight_hh"]  # (N, H_out)
     if dprev[0] is not None:
         dh_prev = dh_prev + dprev[0]
-    return dx, (dh_prev,) + tuple(dprev[1:])
+    return da_x, da_h, (dh_prev,) + tuple(dprev[1:])
+
+
+def _weight_grads(grads, p, x, h_prev, DA_x, DA_h):
+    """The sums over steps, one GEMM each: dW_ih = Σ_t da_xᵀ x, dW_hh = Σ_t da_hᵀ h_prev,
+    the biases; returns dx = da_x W_ih ``(L, N, in)``."""
+    GH = DA_x.shape[-1]
+    grads["weight_ih"] += DA_x.reshape(-1, GH).T @ x.reshape(-1, x.shape[-1])  # (G*H, in)
+    grads["weight_hh"] += DA_h.reshape(-1, GH).T @ h_prev.reshape(-1, h_prev.shape[-1])
+    if "bias_ih" in grads:
+        grads["bias_ih"] += DA_x.sum(axis=(0, 1))
+        grads["bias_hh"] += DA_h.sum(axis=(0, 1))
+    return DA_x @ p["weight_ih"]  # (L, N, in)
 
 
 # ---------------------------------------------------------- time and layers --
@@ -153,20 +165,23 @@ def direction_backward(mode, p, x, rec, prev, dy, dstate, keep, reverse, nonline
     Returns ``(dx (L, N, in), dstate0 tuple, param grads)``.
     """
     grads = {k: np.zeros_like(v) for k, v in p.items()}
-    dx = np.zeros_like(x)  # (L, N, in)
-    L = x.shape[0]
+    L, N = x.shape[:2]
+    GH = p["weight_hh"].shape[0]
+    DA_x = np.zeros((L, N, GH), x.dtype)  # pre-activation gradients of every step
+    DA_h = np.zeros((L, N, GH), x.dtype)
     for t in (range(L) if reverse else range(L - 1, -1, -1)):  # the forward's order, reversed
         d = (dstate[0] + dy[t],) + tuple(dstate[1:])  # h_t feeds the output and step t+1
         v = {name: value[t] for name, value in rec.items()}
         v.update({name: value[t] for name, value in prev.items()})
         v["x"] = x[t]
         if keep is None:
-            dx[t], dstate = step_backward(mode, d, v, p, grads, nonlinearity, spec)
+            DA_x[t], DA_h[t], dstate = step_backward(mode, d, v, p, grads, nonlinearity, spec)
             continue
         valid = keep[t][:, None]  # (N, 1): padded rows carry their gradient on
-        dx[t], dprev = step_backward(mode, tuple(np.where(valid, s, 0) for s in d), v, p,
-                                     grads, nonlinearity, spec)
+        DA_x[t], DA_h[t], dprev = step_backward(mode, tuple(np.where(valid, s, 0) for s in d),
+                                                v, p, grads, nonlinearity, spec)
         dstate = tuple(np.where(valid, new, old) for new, old in zip(dprev, d))
+    dx = _weight_grads(grads, p, x, prev["h_prev"], DA_x, DA_h)
     return dx, dstate, grads
 
 
