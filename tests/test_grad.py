@@ -242,3 +242,21 @@ def test_central_finite_differences(kind):
         num = fd(h, lambda a: (layer, x, (a, c0) if kind == "lstm" else a), idx)
         got = grads.hx[0][idx] if kind == "lstm" else grads.hx[idx]
         assert abs(num - got) < 1e-7, idx
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_float32_backward_matches_autograd(kind):
+    """float32: the same gradients as torch's float32 autograd, to float32 rounding."""
+    kw = {"proj_size": 2} if kind == "lstm" else {}
+    ours, t = twin(kind, 3, 5, num_layers=2, bidirectional=True, dtype=np.float32, **kw)
+    x = np.random.default_rng(0).standard_normal((7, 2, 3)).astype(np.float32)
+    trace = ours.trace(x)
+    gy = np.random.default_rng(1).standard_normal(trace.output.shape).astype(np.float32)
+    grads = ours.backward(trace, gy)
+    xt = T(x).requires_grad_()
+    (t(xt)[0] * T(gy)).sum().backward()
+    for name, p in t.named_parameters():
+        ref = p.grad.numpy()
+        assert grads.params[name].dtype == np.float32
+        assert np.max(np.abs(grads.params[name] - ref)) <= 1e-5 * max(1, np.max(np.abs(ref)))
+    assert np.max(np.abs(grads.input - xt.grad.numpy())) <= 1e-5

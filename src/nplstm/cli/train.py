@@ -33,15 +33,19 @@ def register(sub):
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     tasks = p.add_subparsers(dest="task", metavar="TASK")
     f = tasks.add_parser("forecast", help="one-step-ahead CO2 forecast vs the naive baseline")
-    _common(f, epochs=10, steps=50, hidden=16, lr=0.005, window=52, batch=32, clip=1.0)
+    _common(f, task="forecast", epochs=10, steps=50, hidden=16, lr=0.005, window=52, batch=32, clip=1.0,
+            plots="loss.png, saturation.png, gradflow.png (an RNN trained alike beside the "
+            "model) and forecast.png")
     c = tasks.add_parser("chars", help="character-level LSTM language model")
     c.add_argument("file", nargs="?", help="UTF-8 text (default: bundled Shakespeare)")
-    _common(c, epochs=6, steps=100, hidden=128, lr=0.005, window=64, batch=32, clip=5.0)
+    _common(c, task="chars", epochs=6, steps=100, hidden=128, lr=0.005, window=64, batch=32, clip=5.0,
+            plots="loss.png and saturation.png")
     c.add_argument("--sample", type=int, default=200, metavar="N",
                    help="characters sampled after each epoch (default: 200; 0: none)")
-    c.add_argument("--temperature", type=float, default=0.8)
+    c.add_argument("--temperature", type=float, default=0.8,
+                   help="sampling temperature: logits / T (default 0.8)")
     for q, task in ((f, "forecast"), (c, "chars")):
-        q.set_defaults(func=run, task=task, out=q.get_default("out") or f"train-{task}")
+        q.set_defaults(func=run, task=task)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -59,10 +63,12 @@ def _common(p, **d):
     p.add_argument("--batch", type=int, default=d["batch"], help=f"(default {d['batch']})")
     p.add_argument("--clip", type=float, default=d["clip"],
                    help=f"clip_grad_norm_ max_norm (default {d['clip']}; 0: off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", metavar="DIR", help="output folder (default ./train-TASK)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the initial weights and the batches (default 0)")
+    p.add_argument("--out", metavar="DIR", default=f"train-{d['task']}",
+                   help=f"output folder (default ./train-{d['task']})")
     p.add_argument("--plot", action="store_true",
-                   help="also save loss.png, saturation.png, gradflow.png (and forecast.png)")
+                   help=f"also save {d['plots']}")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--threads", type=int, default=1,
                    help="BLAS threads (default 1: the matrices are small, and more threads "
@@ -142,6 +148,8 @@ def _report(out, model, meta, log, plots):
         fig.savefig(out / name, dpi=110)
     files = ["model.safetensors", "model.json", "loss.csv", *plots]
     print(f"wrote {', '.join(str(out / f) for f in files)}")
+    name = type(model.rnn).__name__
     print(f"load in PyTorch: sd = safetensors.torch.load_file('{out / 'model.safetensors'}'); "
-          f"lstm.load_state_dict({{k[4:]: v for k, v in sd.items() if k.startswith('rnn.')}})")
+          f"nn.{name}(...).load_state_dict({{k[4:]: v for k, v in sd.items() "
+          f"if k.startswith('rnn.')}}); nn.Linear likewise with 'fc.'")
     return 0
