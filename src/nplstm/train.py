@@ -12,7 +12,7 @@ the package (``nplstm/data``, sources in ``data/SOURCES.md``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,6 @@ class Model:
 
     rnn: object
     fc: Linear
-    history: dict = field(default_factory=lambda: {"step": [], "loss": []})
 
     @classmethod
     def build(cls, kind, input_size, hidden_size, output_size, num_layers=1, seed=0,
@@ -123,11 +122,6 @@ def grad_per_step(model, x):
     dy[-1] = 1.0
     _, g = model.grads(trace, dy)
     return np.linalg.norm(g.input, axis=-1).mean(axis=1)  # (L,)
-
-
-def batches(series_len, window, batch, rng):
-    """Random window starts ``(batch,)`` in ``[0, series_len − window − 1]``."""
-    return rng.integers(0, series_len - window, size=batch)
 
 
 def sample_chars(model, vocab, seed_text, length, temperature=1.0, rng=None):
