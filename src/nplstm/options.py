@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Mapping, Set
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -104,7 +105,7 @@ class Options:
 
 def _unordered(values):
     """Strings, sets, mappings and iterators: not an ordered sequence of entries."""
-    return (isinstance(values, (str, bytes, Set, Mapping)) or not hasattr(values, "__len__")
+    return (isinstance(values, (str, bytes, AbstractSet, Mapping)) or not hasattr(values, "__len__")
             or not hasattr(values, "__getitem__"))
 
 
@@ -231,7 +232,7 @@ def repr_options(opts, nonlinearity="tanh"):
 def activation_range(act):
     """``(lo, hi)``: the values a resolved :class:`Activation` can take (±inf where
     unbounded), from its equation in :mod:`nplstm.gates`."""
-    a, b = act.alpha, act.beta
+    a = act.alpha
     ranges = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0), "HardSigmoid": (0.0, 1.0),
               "Softsign": (-1.0, 1.0), "Relu": (0.0, math.inf), "Softplus": (0.0, math.inf)}
     if act.name in ranges:

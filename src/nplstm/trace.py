@@ -368,9 +368,9 @@ def _load_options(path, z):
     """``meta/options`` of a saved trace: JSON of keyword arguments; lists back to tuples."""
     try:
         options = json.loads(str(z["meta/options"].item()))
-        if not isinstance(options, dict):
-            raise ValueError("not an object")
     except ValueError as exc:
-        raise ValueError(f"{path}: meta/options is not a JSON object of options: {exc}") \
-            from None
+        options = exc
+    if not isinstance(options, dict):  # a bad file, as every other Trace.load error
+        why = f"{path}: meta/options is not a JSON object of options: {options!r}"
+        raise ValueError(why)  # noqa: TRY004
     return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
