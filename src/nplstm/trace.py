@@ -361,7 +361,8 @@ def layer_options(layer):
     """The non-default options of a layer or cell, as keyword arguments."""
     from .options import option_kwargs
 
-    return option_kwargs(layer._options, getattr(layer, "nonlinearity", "tanh"))
+    opts = getattr(layer, "_options", None)
+    return {} if opts is None else option_kwargs(opts, getattr(layer, "nonlinearity", "tanh"))
 
 
 def _load_options(path, z):
