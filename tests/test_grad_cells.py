@@ -100,6 +100,9 @@ def test_backward_errors():
         lstm.backward(object(), np.ones((4, 2, 5)))
     with pytest.raises(ValueError, match="trace does not come from this layer"):
         gru.backward(trace, np.ones((4, 2, 5)))
+    peep = nplstm.LSTM(3, 5, dtype=np.float64, seed=0, peepholes=True)
+    with pytest.raises(ValueError, match="its options are {}, the layer's {'peepholes': True}"):
+        peep.backward(trace, np.ones((4, 2, 5)))
     with pytest.raises(TypeError, match=r"grad_state must be a tuple \(dh_n, dc_n\)"):
         lstm.backward(trace, np.ones((4, 2, 5)), np.ones((1, 2, 5)))
     with pytest.raises(ValueError, match=r"grad_state \(dc_n\) must have the shape"):

@@ -224,6 +224,11 @@ def _check_trace(layer, trace):
     if want != got:
         raise ValueError(f"trace does not come from this layer: (mode, num_layers, "
                          f"num_directions, hidden_size) is {got}, the layer has {want}")
+    from .trace import layer_options
+
+    if trace.options != layer_options(layer):
+        raise ValueError(f"trace does not come from this layer: its options are "
+                         f"{trace.options}, the layer's {layer_options(layer)}")
     if not trace.layer_inputs:
         raise ValueError("trace has no layer inputs (a trace loaded from a file cannot be "
                          "back-propagated); trace the run again")
