@@ -110,14 +110,28 @@ def test_progress_bar_and_fallback(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("argv,message", [
     (["forecast", "--epochs", "0"], "--epochs must be >= 1, got 0"),
-    (["forecast", "--lr", "-1"], "--lr must be > 0, got -1.0"),
+    (["forecast", "--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
+    (["forecast", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
     (["forecast", "--clip", "-1"], "--clip must be >= 0"),
+    (["forecast", "--clip", "nan"], "--clip must be >= 0, got nan"),
+    (["chars", "--temperature", "0"], "--temperature must be a finite number > 0, got 0.0"),
+    (["chars", "--temperature", "-1"], "--temperature must be a finite number > 0"),
+    (["chars", "--sample", "-5"], "--sample must be >= 0, got -5"),
     (["forecast", "--window", "5000"], "--window must be < 1825"),
-    (["chars", "MISSING.txt"], "MISSING.txt"),
+    (["chars", "MISSING.txt"], "FILE MISSING.txt: cannot read it (No such file"),
 ])
 def test_errors(argv, message, tmp_path, capsys):
     assert main(["train", *argv, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_unusable_out_folder(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        assert main(["train", "forecast", "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}: cannot make this folder" in err and "Traceback" not in err
 
 
 def test_chars_text_errors(tmp_path, capsys):
