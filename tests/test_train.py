@@ -160,3 +160,18 @@ def test_grad_per_step_shape_and_vanishing():
         assert g.shape == (60,)
         ratios[kind] = g[0] / g[-1]
     assert ratios["rnn"] < 1e-3 and ratios["lstm"] < 1e-3
+
+
+def test_grad_per_step_norm_does_not_underflow_in_float32():
+    """A float32 gradient of ~1e-25 squares below float32's range; its norm is not 0."""
+    x = np.random.default_rng(0).standard_normal((150, 4, 1)).astype(np.float32)
+    m = train.Model.build("rnn", 1, 16, 1, seed=0)
+    y, trace = m.forward(x)
+    dy = np.zeros_like(y)
+    dy[-1] = 1.0
+    _, g = m.grads(trace, dy)
+    assert np.all(g.input != 0)  # no gradient underflowed ...
+    norms = train.grad_per_step(m, x)
+    assert np.all(norms > 0)  # ... so no norm may be 0
+    want = np.sqrt((g.input.astype(np.float64) ** 2).sum(-1)).mean(1)
+    np.testing.assert_allclose(norms, want, rtol=1e-12)
