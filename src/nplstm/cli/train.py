@@ -55,16 +55,16 @@ def register(sub):
         "Hochreiter & Schmidhuber (1997, section 5.3, experiment 3a) ran it: the first "
         "input is the class (+1 or -1), then DELAY inputs of Gaussian noise (variance "
         "0.2); the class is read at the last step (cross-entropy over 2 logits; chance: "
-        "50%%, ln 2). An LSTM and a tanh RNN of the same size train on the same batches "
+        "50%, ln 2). An LSTM and a tanh RNN of the same size train on the same batches "
         "with the same Adam for the same steps. Saves the LSTM.")
     _common(m, task="memory", epochs=6, steps=100, hidden=16, lr=0.01, window=None, batch=32,
             clip=1.0, cell=False, plots="memory.png (loss, accuracy and the gradient "
             "reaching each step, LSTM beside RNN)")
-    m.add_argument("--delay", type=int, default=60,
-                   help="noise steps between the class and the loss (default 60)")
-    m.add_argument("--forget-bias", type=float, default=2.0,
+    m.add_argument("--delay", type=int, default=100,
+                   help="noise steps between the class and the loss (default 100)")
+    m.add_argument("--forget-bias", type=float, default=3.0,
                    help="added to the LSTM's forget-gate bias at initialisation, so its "
-                   "cell starts remembering (default 2.0; 0: PyTorch's initialisation)")
+                   "cell starts remembering (default 3.0; 0: PyTorch's initialisation)")
     for q, task in ((f, "forecast"), (c, "chars"), (m, "memory")):
         q.set_defaults(func=run, task=task)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
