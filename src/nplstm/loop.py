@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cells
+from . import _numba, cells
 from .module import to_numpy
 
 
@@ -51,6 +51,8 @@ def run_direction(family, w, x, state, mask, reverse, record, final=None):
     run do the same arithmetic and give identical results. ``final``: arrays
     ``(N, H)`` to write the final state into (else new ones).
     """
+    if not record and _numba.enabled():  # the [fast] extra: the same math, compiled
+        return _numba.run_direction(family, w, x, state, mask, reverse, final)
     L, N = x.shape[:2]
     ws = cells.take_workspace(family, w, N, x.dtype)
     y = np.empty((L, N, state[0].shape[-1]), dtype=x.dtype)  # (L, N, H_out)

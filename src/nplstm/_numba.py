@@ -1,0 +1,208 @@
+"""The compiled engine (``pip install nplstm[fast]``): when to use it, and its plumbing.
+
+The one place that decides between the NumPy path (:mod:`nplstm.cells`, the
+reference and the default install) and numba's kernels
+(:mod:`nplstm._numba_kernels`, the same math compiled). Importing nplstm imports
+neither numba nor the kernels: the first forward pass that can use them does
+(numba's import ≈ 0.2 s; its compiled code comes from its on-disk cache, which
+``nplstm compile`` fills ahead of time, else it compiles on first use, ≈ 10 s).
+
+Choose with the environment variable ``NPLSTM_ENGINE`` (read at every call):
+``auto`` or unset (numba when installed), ``numpy`` (force the NumPy path, e.g.
+to compare the two), ``numba`` (require it: ImportError if absent).
+
+Two schedules, chosen by batch size (:data:`SMALL_BATCH`):
+
+* small batches run the whole time loop in one compiled call per chunk of steps
+  (``*_seq``), after one input-projection GEMM per chunk through NumPy's BLAS;
+  one-step calls (streams) project inside the compiled call too;
+* large batches are GEMM-bound: each step's ``h @ W_hh.T`` goes through NumPy's
+  BLAS, the elementwise work through one compiled call (``*_cells``).
+
+Both keep the NumPy path's bounded workspace: the projection runs in chunks of
+:data:`nplstm.cells.CHUNK_ELEMENTS` gate values, whatever the length.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from types import SimpleNamespace
+
+import numpy as np
+
+from . import cells
+
+#: The environment variable that picks the engine.
+ENV = "NPLSTM_ENGINE"
+CHOICES = ("auto", "numpy", "numba")
+#: Batches up to this size run the whole time loop compiled; larger ones
+#: take their products from BLAS (measured with ``nplstm bench``).
+SMALL_BATCH = 4
+
+_resolved = {}
+_available = []
+_NO_LENGTHS = np.zeros(0, np.int64)
+
+
+def available():
+    """True when numba can be imported (checked once, numba imported then)."""
+    if not _available:
+        ok = importlib.util.find_spec("numba") is not None
+        if ok:
+            try:
+                importlib.import_module("numba")
+            except ImportError:  # installed but broken (e.g. a NumPy it does not support)
+                ok = False
+        _available.append(ok)
+    return _available[0]
+
+
+def enabled():
+    """Whether forward passes use the compiled engine now (see ``NPLSTM_ENGINE``).
+
+    Raises ValueError for an unknown ``NPLSTM_ENGINE`` and ImportError for
+    ``NPLSTM_ENGINE=numba`` without numba installed.
+    """
+    value = os.environ.get(ENV, "")
+    use = _resolved.get(value)
+    if use is None:
+        choice = value.strip().lower() or "auto"
+        if choice not in CHOICES:
+            raise ValueError(f"environment variable {ENV} must be one of {', '.join(CHOICES)}"
+                             f" (or unset), got {value!r}")
+        if choice == "numba" and not available():
+            raise ImportError(f"{ENV}=numba needs numba, which is not installed: "
+                              "pip install 'nplstm[fast]'")
+        use = _resolved[value] = choice != "numpy" and available()
+    return use
+
+
+def kernels():
+    """The compiled kernels' module (imported on first use)."""
+    return importlib.import_module("._numba_kernels", __package__)
+
+
+# ------------------------------------------------------------------ weights --
+
+
+def compiled(w):
+    """``w``'s arrays as the kernels take them, made once per :class:`cells.Weights`.
+
+    Transposed to ``(in, G*H)``, C-contiguous, in :mod:`nplstm.cells`' row order
+    and unscaled; absent biases are zeros, an absent projection is ``(0, 0)``.
+    """
+    cw = w.kernels.get("numba")
+    if cw is None:
+        dtype = w.W_ih.dtype
+        GH = w.W_ih.shape[0]
+
+        def vec(a, n):
+            return np.zeros(n, dtype) if a is None else np.ascontiguousarray(a[:, 0])
+
+        cw = SimpleNamespace(
+            W_ihT=np.ascontiguousarray(w.W_ih.T),  # (H_in, G*H)
+            W_hhT=np.ascontiguousarray(w.W_hh.T),  # (H_out, G*H)
+            b=vec(w.b_x, GH), b_hn=vec(w.b_h, w.H),  # (G*H,), (H,)
+            W_hrT=(np.zeros((0, 0), dtype) if w.W_hr is None
+                   else np.ascontiguousarray(w.W_hr.T)),  # (H, proj_size)
+            relu=bool(w.relu))
+        w.kernels["numba"] = cw
+    return cw
+
+
+def _seq(K, family, cw, xin, project, state, y, reverse, lens, t0):
+    """One compiled call over ``xin``'s steps (see :mod:`nplstm._numba_kernels`)."""
+    if family is cells.LSTM:
+        K.lstm_seq(xin, project, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, state[0], state[1], y,
+                   reverse, lens, t0)
+    elif family is cells.GRU:
+        K.gru_seq(xin, project, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, state[0], y, reverse,
+                  lens, t0)
+    else:
+        K.rnn_seq(xin, project, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, state[0], y, reverse, lens,
+                  t0)
+
+
+def _project(cw, x):
+    """``(T, N, H_in) -> (T, N, G*H)``: one GEMM through NumPy's BLAS, plus the bias."""
+    T, N, H_in = x.shape
+    xp = np.matmul(x.reshape(T * N, H_in), cw.W_ihT)  # (T*N, G*H)
+    xp += cw.b
+    return xp.reshape(T, N, -1)  # (T, N, G*H)
+
+
+# ------------------------------------------------------------------- runs --
+
+
+def run_direction(family, w, x, state, mask, reverse, final=None):
+    """:func:`nplstm.loop.run_direction` compiled (no recording): same arguments,
+    same results ``(y (L, N, H_out), final state tuple, None)``."""
+    K, cw = kernels(), compiled(w)
+    L, N = x.shape[:2]
+    if final is None:
+        final = tuple(np.empty(s.shape, x.dtype) for s in state)
+    for f, s in zip(final, state):  # the kernels update the state in place
+        np.copyto(f, s)
+    y = np.empty((L, N, final[0].shape[-1]), x.dtype)  # (L, N, H_out)
+    lens = _NO_LENGTHS if mask is None else mask[:, :, 0].sum(0, dtype=np.int64)  # (N,)
+    if L == 1 and N <= SMALL_BATCH:  # a stream's step: project inside the call too
+        _seq(K, family, cw, np.ascontiguousarray(x), True, final, y, reverse, lens, 0)
+        return y, final, None
+    size = cells.chunk_steps(w, N)
+    starts = range(0, L, size)
+    for start in reversed(starts) if reverse else starts:
+        stop = min(start + size, L)
+        xp = _project(cw, x[start:stop])  # (T, N, G*H)
+        if N <= SMALL_BATCH:
+            _seq(K, family, cw, xp, False, final, y[start:stop], reverse, lens, start)
+        else:
+            _gemm_steps(K, family, cw, xp, final, y, reverse, lens, start)
+    return y, final, None
+
+
+def _gemm_steps(K, family, cw, xp, state, y, reverse, lens, start):
+    """A large batch, step by step: ``h @ W_hh.T`` by BLAS, the rest compiled."""
+    h = state[0]  # (N, H_out)
+    N, GH = h.shape[0], xp.shape[2]
+    ah = np.empty((N, GH), y.dtype)  # (N, G*H)
+    proj = family is cells.LSTM and cw.W_hrT.shape[0] > 0
+    if proj:
+        h_full = np.empty(state[1].shape, y.dtype)  # (N, H)
+        hp = np.empty(h.shape, y.dtype)  # (N, proj_size)
+    steps = range(xp.shape[0])
+    for s in reversed(steps) if reverse else steps:
+        t = start + s
+        np.matmul(h, cw.W_hhT, ah)  # (N, G*H)
+        if family is cells.LSTM:
+            if proj:
+                K.lstm_cells(xp[s], ah, state[1], h_full, y, t, lens, False)
+                K.commit(np.matmul(h_full, cw.W_hrT, hp), h, y, t, lens)
+            else:
+                K.lstm_cells(xp[s], ah, state[1], h, y, t, lens, True)
+        elif family is cells.GRU:
+            K.gru_cells(xp[s], ah, cw.b_hn, h, y, t, lens)
+        else:
+            K.rnn_cells(xp[s], ah, cw.relu, h, y, t, lens)
+
+
+def one_step(family, weights, x, states, h_n, c_n):
+    """Every layer's single step for :meth:`nplstm.layers._RNNBase._one_step`.
+
+    weights: one :class:`cells.Weights` per layer; x ``(N, H_in)``; states:
+    None (zeros) or the caller's ``(h_0,)``/``(h_0, c_0)``, ``(num_layers, [N,] H)``;
+    h_n, c_n ``(num_layers, N, H)``: written in place (c_n None for GRU/RNN).
+    """
+    K = kernels()
+    for k, w in enumerate(weights):
+        h = h_n[k]  # (N, H_out)
+        state = (h,) if c_n is None else (h, c_n[k])
+        for j, s in enumerate(state):
+            if states is None:
+                s.fill(0)
+            else:
+                np.copyto(s, states[j][k])  # (H,) unbatched broadcasts to (1, H)
+        xin = np.ascontiguousarray(x[None])  # (1, N, H_in)
+        _seq(K, family, compiled(w), xin, True, state, h[None], False, _NO_LENGTHS, 0)
+        x = h  # (N, H_out): the next layer's input
