@@ -112,17 +112,15 @@ def compiled(w):
     return cw
 
 
-def _seq(K, family, cw, xin, project, state, y, reverse, lens, t0):
-    """One compiled call over ``xin``'s steps (see :mod:`nplstm._numba_kernels`)."""
+def _seq(K, family, cw, x, state, y, reverse, lens, t0):
+    """One compiled call over a chunk ``x (T, N, H_in)`` (see :mod:`nplstm._numba_kernels`)."""
     if family is cells.LSTM:
-        K.lstm_seq(xin, project, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, state[0], state[1], y,
-                   reverse, lens, t0)
+        K.lstm_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, state[0], state[1], y, reverse,
+                   lens, t0)
     elif family is cells.GRU:
-        K.gru_seq(xin, project, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, state[0], y, reverse,
-                  lens, t0)
+        K.gru_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, state[0], y, reverse, lens, t0)
     else:
-        K.rnn_seq(xin, project, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, state[0], y, reverse, lens,
-                  t0)
+        K.rnn_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, state[0], y, reverse, lens, t0)
 
 
 def _project(cw, x):
@@ -136,29 +134,33 @@ def _project(cw, x):
 # ------------------------------------------------------------------- runs --
 
 
-def run_direction(family, w, x, state, mask, reverse, final=None):
+def run_direction(family, w, x, state, mask, reverse, final=None, y=None):
     """:func:`nplstm.loop.run_direction` compiled (no recording): same arguments,
-    same results ``(y (L, N, H_out), final state tuple, None)``."""
+    same results ``(y (L, N, H_out), final state tuple, None)``; ``y`` may be
+    given (an array to write the output into).
+
+    A one-step call takes exactly the path a sequence of the same batch size
+    takes, so streaming and whole sequences give identical numbers.
+    """
     K, cw = kernels(), compiled(w)
     L, N = x.shape[:2]
     if final is None:
         final = tuple(np.empty(s.shape, x.dtype) for s in state)
     for f, s in zip(final, state):  # the kernels update the state in place
-        np.copyto(f, s)
-    y = np.empty((L, N, final[0].shape[-1]), x.dtype)  # (L, N, H_out)
+        np.copyto(f, s)  # (N, H); an unbatched (H,) broadcasts to (1, H)
+    if y is None:
+        y = np.empty((L, N, final[0].shape[-1]), x.dtype)  # (L, N, H_out)
     lens = _NO_LENGTHS if mask is None else mask[:, :, 0].sum(0, dtype=np.int64)  # (N,)
-    if L == 1 and N <= SMALL_BATCH:  # a stream's step: project inside the call too
-        _seq(K, family, cw, np.ascontiguousarray(x), True, final, y, reverse, lens, 0)
-        return y, final, None
     size = cells.chunk_steps(w, N)
     starts = range(0, L, size)
     for start in reversed(starts) if reverse else starts:
         stop = min(start + size, L)
-        xp = _project(cw, x[start:stop])  # (T, N, G*H)
         if N <= SMALL_BATCH:
-            _seq(K, family, cw, xp, False, final, y[start:stop], reverse, lens, start)
+            xs = np.ascontiguousarray(x[start:stop])  # (T, N, H_in)
+            _seq(K, family, cw, xs, final, y[start:stop], reverse, lens, start)
         else:
-            _gemm_steps(K, family, cw, xp, final, y, reverse, lens, start)
+            _gemm_steps(K, family, cw, _project(cw, x[start:stop]), final, y, reverse, lens,
+                        start)
     return y, final, None
 
 
@@ -187,6 +189,18 @@ def _gemm_steps(K, family, cw, xp, state, y, reverse, lens, start):
             K.rnn_cells(xp[s], ah, cw.relu, h, y, t, lens)
 
 
+def cell_step(family, w, x, state, new):
+    """One step of one layer-direction into ``new``: x ``(N, H_in)``; state: None
+    (zeros) or arrays that broadcast to ``(N, H)`` (h, then c); new: the output
+    arrays ``(N, H)``, C-contiguous. Returns new."""
+    if state is None:
+        for s in new:
+            s.fill(0)
+        state = new
+    run_direction(family, w, x[None], state, None, False, new, new[0][None])
+    return new
+
+
 def one_step(family, weights, x, states, h_n, c_n):
     """Every layer's single step for :meth:`nplstm.layers._RNNBase._one_step`.
 
@@ -194,15 +208,12 @@ def one_step(family, weights, x, states, h_n, c_n):
     None (zeros) or the caller's ``(h_0,)``/``(h_0, c_0)``, ``(num_layers, [N,] H)``;
     h_n, c_n ``(num_layers, N, H)``: written in place (c_n None for GRU/RNN).
     """
-    K = kernels()
     for k, w in enumerate(weights):
-        h = h_n[k]  # (N, H_out)
-        state = (h,) if c_n is None else (h, c_n[k])
-        for j, s in enumerate(state):
-            if states is None:
-                s.fill(0)
-            else:
-                np.copyto(s, states[j][k])  # (H,) unbatched broadcasts to (1, H)
-        xin = np.ascontiguousarray(x[None])  # (1, N, H_in)
-        _seq(K, family, compiled(w), xin, True, state, h[None], False, _NO_LENGTHS, 0)
-        x = h  # (N, H_out): the next layer's input
+        new = (h_n[k],) if c_n is None else (h_n[k], c_n[k])  # (N, H) each
+        cell_step(family, w, x, None if states is None else [s[k] for s in states], new)
+        x = h_n[k]  # (N, H_out): the next layer's input
+
+
+def engine():
+    """``"numba"`` when forward passes run compiled now, else ``"numpy"``."""
+    return "numba" if enabled() else "numpy"

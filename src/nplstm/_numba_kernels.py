@@ -14,9 +14,9 @@ numba need SciPy).
 Three kernels per family:
 
 * ``*_seq``: the whole time loop of a small batch in one call (a Python loop
-  calling a compiled step would pay ~1 µs a step). ``xin`` is either the input
-  ``(T, N, H_in)``, projected here step by step (``project=True``: one-step
-  calls), or the projection computed by NumPy's BLAS beforehand.
+  calling a compiled step would pay ~1 µs a step), the input projection of the
+  chunk of steps ``x (T, N, H_in)`` included (:func:`_project`), so a step's
+  numbers are identical whether it comes alone (a stream) or in a sequence.
 * ``*_cells``: one step's elementwise work for a large batch, whose products
   ``h @ W_hh.T`` run through NumPy's BLAS outside (a GEMM there beats any loop
   written here).
@@ -105,7 +105,7 @@ def _tanh(x):
 
 
 @njit(inline="always", **JIT)
-def relu(v):
+def _relu(v):
     """max(v, 0), with NaN passing through as in PyTorch."""
     return 0 if v < 0 else v  # noqa: FURB136 (max would not let NaN through)
 
@@ -142,31 +142,37 @@ def _axpy_rows(acc, W_T, V):
 
 
 @njit(inline="always", **JIT)
-def _pre(ax, ah, xin, project, t, W_ihT, b, W_hhT, h):
-    """Every sample's ``ax (N, G*H)`` (input part: projected here, or read) and
-    ``ah (N, G*H)`` = h @ W_hh.T."""
-    if project:
-        for n in range(ax.shape[0]):
-            ax[n] = b
-        _axpy_rows(ax, W_ihT, xin[t])
-    else:
-        ax[:] = xin[t]
-    ah[:] = 0
-    _axpy_rows(ah, W_hhT, h)
+def _project(x, W_ihT, b):
+    """The input projection of a chunk of steps: ``x (T, N, H_in) -> (T, N, G*H)``.
+
+    Computed here rather than by BLAS so that every step's numbers are the
+    same whether the step came alone (a stream) or inside a sequence: each
+    element is summed in the same order either way.
+    """
+    T, N, H_in = x.shape
+    xp = np.empty((T, N, W_ihT.shape[1]), x.dtype)
+    flat = xp.reshape(T * N, W_ihT.shape[1])  # (T*N, G*H)
+    for i in range(T * N):
+        flat[i] = b
+    _axpy_rows(flat, W_ihT, x.reshape(T * N, H_in))
+    return xp
 
 
 @njit(**JIT)
-def lstm_seq(xin, project, W_ihT, b, W_hhT, W_hrT, h, c, y, reverse, lens, t0):
+def lstm_seq(x, W_ihT, b, W_hhT, W_hrT, h, c, y, reverse, lens, t0):
     """Whole LSTM time loop; ``h (N, H_out)``, ``c (N, H)`` updated in place;
     ``y (T, N, H_out)``; ``W_hrT (H, proj)`` or empty; step t is ``t0 + t``."""
-    T, N = xin.shape[0], xin.shape[1]
+    T, N = x.shape[0], x.shape[1]
+    xp = _project(x, W_ihT, b)  # (T, N, G*H)
     G4 = W_hhT.shape[1]
     H = G4 // 4
-    ax, ah = np.empty((N, G4), y.dtype), np.empty((N, G4), y.dtype)
+    ah = np.empty((N, G4), y.dtype)
     hfull = np.empty((N, H), y.dtype)
     for s in range(T):
         t = T - 1 - s if reverse else s
-        _pre(ax, ah, xin, project, t, W_ihT, b, W_hhT, h)
+        ax = xp[t]  # (N, G*H)
+        ah[:] = 0
+        _axpy_rows(ah, W_hhT, h)  # h @ W_hh.T
         for n in range(N):
             if lens.shape[0] and t + t0 >= lens[n]:  # past its length: carry, output 0
                 y[t, n, :] = 0
@@ -189,15 +195,18 @@ def lstm_seq(xin, project, W_ihT, b, W_hhT, W_hrT, h, c, y, reverse, lens, t0):
 
 
 @njit(**JIT)
-def gru_seq(xin, project, W_ihT, b, W_hhT, b_hn, h, y, reverse, lens, t0):
+def gru_seq(x, W_ihT, b, W_hhT, b_hn, h, y, reverse, lens, t0):
     """Whole GRU time loop (PyTorch's form); ``b_hn (H,)`` stays inside r ⊙ (...)."""
-    T, N = xin.shape[0], xin.shape[1]
+    T, N = x.shape[0], x.shape[1]
+    xp = _project(x, W_ihT, b)  # (T, N, G*H)
     G3 = W_hhT.shape[1]
     H = G3 // 3
-    ax, ah = np.empty((N, G3), y.dtype), np.empty((N, G3), y.dtype)
+    ah = np.empty((N, G3), y.dtype)
     for s in range(T):
         t = T - 1 - s if reverse else s
-        _pre(ax, ah, xin, project, t, W_ihT, b, W_hhT, h)
+        ax = xp[t]  # (N, G*H)
+        ah[:] = 0
+        _axpy_rows(ah, W_hhT, h)  # h @ W_hh.T
         for n in range(N):
             if lens.shape[0] and t + t0 >= lens[n]:  # past its length: carry, output 0
                 y[t, n, :] = 0
@@ -212,14 +221,17 @@ def gru_seq(xin, project, W_ihT, b, W_hhT, b_hn, h, y, reverse, lens, t0):
 
 
 @njit(**JIT)
-def rnn_seq(xin, project, W_ihT, b, W_hhT, relu, h, y, reverse, lens, t0):
+def rnn_seq(x, W_ihT, b, W_hhT, relu, h, y, reverse, lens, t0):
     """Whole Elman RNN time loop: h = tanh|relu(W_ih x + b + W_hh h)."""
-    T, N = xin.shape[0], xin.shape[1]
+    T, N = x.shape[0], x.shape[1]
+    xp = _project(x, W_ihT, b)  # (T, N, G*H)
     H = W_hhT.shape[1]
-    ax, ah = np.empty((N, H), y.dtype), np.empty((N, H), y.dtype)
+    ah = np.empty((N, H), y.dtype)
     for s in range(T):
         t = T - 1 - s if reverse else s
-        _pre(ax, ah, xin, project, t, W_ihT, b, W_hhT, h)
+        ax = xp[t]  # (N, G*H)
+        ah[:] = 0
+        _axpy_rows(ah, W_hhT, h)  # h @ W_hh.T
         for n in range(N):
             if lens.shape[0] and t + t0 >= lens[n]:  # past its length: carry, output 0
                 y[t, n, :] = 0
@@ -227,7 +239,7 @@ def rnn_seq(xin, project, W_ihT, b, W_hhT, relu, h, y, reverse, lens, t0):
             a, p, hn = ax[n], ah[n], h[n]
             if relu:
                 for k in range(H):
-                    hn[k] = relu(a[k] + p[k])
+                    hn[k] = _relu(a[k] + p[k])
             else:
                 for k in range(H):
                     hn[k] = tanh(a[k] + p[k])
@@ -289,7 +301,7 @@ def rnn_cells(xp, ah, relu, h, y, t, lens):
         a, b, hn = xp[n], ah[n], h[n]
         if relu:
             for k in range(H):
-                hn[k] = relu(a[k] + b[k])
+                hn[k] = _relu(a[k] + b[k])
         else:
             for k in range(H):
                 hn[k] = tanh(a[k] + b[k])

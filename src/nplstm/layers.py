@@ -112,6 +112,13 @@ class _RNNBase(Module):
         sizes = {"h": self.output_size, "c": self.hidden_size}
         return [lead + (sizes[name],) for name in self.family.states]
 
+    @property
+    def engine(self):
+        """The path a forward pass takes now: ``"numba"`` (the compiled kernels of
+        the ``[fast]`` extra: numba installed and ``NPLSTM_ENGINE`` not ``numpy``)
+        or ``"numpy"`` (the NumPy path). Traces always take the NumPy path."""
+        return _numba.engine()
+
     def _weights(self):
         """Per layer, per direction :class:`cells.Weights`, built once after a load."""
         if self._prepared is None:

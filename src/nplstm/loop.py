@@ -133,6 +133,8 @@ def run_cell(family, w, x, state, record=None):
     it is filled with the gate activations, ``(N, H)`` each.
     """
     N = x.shape[0]
+    if record is None and _numba.enabled():  # the [fast] extra
+        return _numba.cell_step(family, w, x, state, tuple(np.empty_like(s) for s in state))
     ws = cells.take_workspace(family, w, N, x.dtype)
     out = np.empty((state[0].shape[-1], N), dtype=x.dtype)  # (H, N)
     ws.out = out
