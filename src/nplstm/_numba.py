@@ -43,6 +43,7 @@ SMALL_BATCH = 4
 
 _resolved = {}
 _available = []
+_kernels = []
 _NO_LENGTHS = np.zeros(0, np.int64)
 
 
@@ -81,7 +82,9 @@ def enabled():
 
 def kernels():
     """The compiled kernels' module (imported on first use)."""
-    return importlib.import_module("._numba_kernels", __package__)
+    if not _kernels:
+        _kernels.append(importlib.import_module("._numba_kernels", __package__))
+    return _kernels[0]
 
 
 # ------------------------------------------------------------------ weights --
@@ -98,15 +101,16 @@ def compiled(w):
         dtype = w.W_ih.dtype
         GH = w.W_ih.shape[0]
 
+        def own(a):  # always a fresh, writable C array: one numba type, one compile
+            return np.array(a, dtype, order="C", copy=True)
+
         def vec(a, n):
-            return np.zeros(n, dtype) if a is None else np.ascontiguousarray(a[:, 0])
+            return np.zeros(n, dtype) if a is None else own(a[:, 0])
 
         cw = SimpleNamespace(
-            W_ihT=np.ascontiguousarray(w.W_ih.T),  # (H_in, G*H)
-            W_hhT=np.ascontiguousarray(w.W_hh.T),  # (H_out, G*H)
+            W_ihT=own(w.W_ih.T), W_hhT=own(w.W_hh.T),  # (H_in, G*H), (H_out, G*H)
             b=vec(w.b_x, GH), b_hn=vec(w.b_h, w.H),  # (G*H,), (H,)
-            W_hrT=(np.zeros((0, 0), dtype) if w.W_hr is None
-                   else np.ascontiguousarray(w.W_hr.T)),  # (H, proj_size)
+            W_hrT=np.zeros((0, 0), dtype) if w.W_hr is None else own(w.W_hr.T),  # (H, proj)
             relu=bool(w.relu))
         w.kernels["numba"] = cw
     return cw
@@ -157,6 +161,8 @@ def run_direction(family, w, x, state, mask, reverse, final=None, y=None):
         stop = min(start + size, L)
         if N <= SMALL_BATCH:
             xs = np.ascontiguousarray(x[start:stop])  # (T, N, H_in)
+            if not xs.flags.writeable:  # a read-only array is another type: another compile
+                xs = xs.copy()
             _seq(K, family, cw, xs, final, y[start:stop], reverse, lens, start)
         else:
             _gemm_steps(K, family, cw, _project(cw, x[start:stop]), final, y, reverse, lens,
@@ -217,3 +223,35 @@ def one_step(family, weights, x, states, h_n, c_n):
 def engine():
     """``"numba"`` when forward passes run compiled now, else ``"numpy"``."""
     return "numba" if enabled() else "numpy"
+
+
+def precompile(dtypes=(np.float32, np.float64)):
+    """Compile (or load from numba's cache) every kernel a forward pass can use:
+    each family, dtype and schedule, with and without projection and lengths.
+    Returns ``{"kernel(dtype)": seconds}`` in the order compiled. Compiled code
+    lands in numba's on-disk cache, so later processes start warm.
+    """
+    import time
+
+    from .layers import GRU, LSTM, RNN
+
+    if not available():
+        raise ImportError("compiling needs numba, which is not installed: "
+                          "pip install 'nplstm[fast]'")
+    K, times = kernels(), {}
+    for dtype in map(np.dtype, dtypes):
+        for cls, kwargs in ((LSTM, {}), (LSTM, {"proj_size": 1}), (GRU, {}), (RNN, {})):
+            layer = cls(3, 2, dtype=dtype, **kwargs)
+            for N in (1, SMALL_BATCH + 1):  # both schedules
+                start = time.perf_counter()
+                x = np.zeros((2, N, 3), dtype)
+                run_direction(layer.family, layer._weights()[0][0], x,
+                              (np.zeros((N, layer.output_size), dtype),
+                               np.zeros((N, 2), dtype))[:len(layer.family.states)],
+                              np.ones((2, N, 1), bool), False)
+                name = f"{cls.__name__.lower()}{'-proj' if kwargs else ''} " + (
+                    "whole loop" if N == 1 else "elementwise") + f" ({dtype.name})"
+                times[name] = time.perf_counter() - start
+    times["(kernels compiled)"] = sum(len(getattr(K, f).signatures) for f in (
+        "lstm_seq", "gru_seq", "rnn_seq", "lstm_cells", "gru_cells", "rnn_cells", "commit"))
+    return times
