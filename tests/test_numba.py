@@ -246,3 +246,27 @@ def test_threads_share_a_layer():
         t.join()
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cls,kwargs", [
+    (nplstm.LSTM, {"peepholes": True}), (nplstm.LSTM, {"clip": 2.0}),
+    (nplstm.GRU, {"linear_before_reset": False}), (nplstm.RNN, {"activations": ["Relu"]}),
+    (nplstm.LSTMCell, {"input_forget": True})])
+def test_options_fall_back_to_the_general_numpy_step_and_say_so(cls, kwargs, monkeypatch):
+    """Non-default options are not compiled: they run NumPy's general step, say so in
+    ``engine``, and give the same numbers whatever NPLSTM_ENGINE says."""
+    layer = cls(3, 4, seed=0, **kwargs)
+    if "activations" in kwargs:  # Relu given by name is PyTorch's relu RNN: compiled
+        assert layer.engine == "numba"
+        return
+    assert layer.engine == "numpy-general"
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3) if "Cell" in cls.__name__
+                                         else (5, 2, 3)).astype(np.float32)
+    got = layer(x)
+    monkeypatch.setenv("NPLSTM_ENGINE", "numpy")
+    assert layer.engine == "numpy-general"
+    want = layer(x)
+    for a, b in zip(got if isinstance(got, tuple) else (got,),
+                    want if isinstance(want, tuple) else (want,)):
+        np.testing.assert_array_equal(a[0] if isinstance(a, tuple) else a,
+                                      b[0] if isinstance(b, tuple) else b)

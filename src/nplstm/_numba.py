@@ -80,6 +80,13 @@ def enabled():
     return use
 
 
+def use(family):
+    """Whether a run of ``family`` goes compiled: PyTorch's three families (the
+    fast path of :mod:`nplstm.cells`; the general step of non-default options
+    stays NumPy) when :func:`enabled`."""
+    return (family is cells.LSTM or family is cells.GRU or family is cells.RNN) and enabled()
+
+
 def kernels():
     """The compiled kernels' module (imported on first use)."""
     if not _kernels:
