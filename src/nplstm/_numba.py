@@ -123,15 +123,18 @@ def compiled(w):
     return cw
 
 
-def _seq(K, family, cw, x, state, y, reverse, lens, t0):
-    """One compiled call over a chunk ``x (T, N, H_in)`` (see :mod:`nplstm._numba_kernels`)."""
+def _seq(K, family, cw, x, state0, state, y, reverse, lens, t0):
+    """One compiled call over a chunk ``x (T, N, H_in)`` from ``state0`` to ``state``
+    (may be the same arrays; see :mod:`nplstm._numba_kernels`)."""
     if family is cells.LSTM:
-        K.lstm_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, state[0], state[1], y, reverse,
-                   lens, t0)
+        K.lstm_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, state0[0], state0[1], state[0],
+                   state[1], y, reverse, lens, t0)
     elif family is cells.GRU:
-        K.gru_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, state[0], y, reverse, lens, t0)
+        K.gru_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, state0[0], state[0], y, reverse, lens,
+                  t0)
     else:
-        K.rnn_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, state[0], y, reverse, lens, t0)
+        K.rnn_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, state0[0], state[0], y, reverse, lens,
+                  t0)
 
 
 def _project(cw, x):
@@ -170,7 +173,7 @@ def run_direction(family, w, x, state, mask, reverse, final=None, y=None):
             xs = np.ascontiguousarray(x[start:stop])  # (T, N, H_in)
             if not xs.flags.writeable:  # a read-only array is another type: another compile
                 xs = xs.copy()
-            _seq(K, family, cw, xs, final, y[start:stop], reverse, lens, start)
+            _seq(K, family, cw, xs, final, final, y[start:stop], reverse, lens, start)
         else:
             _gemm_steps(K, family, cw, _project(cw, x[start:stop]), final, y, reverse, lens,
                         start)
@@ -220,11 +223,54 @@ def one_step(family, weights, x, states, h_n, c_n):
     weights: one :class:`cells.Weights` per layer; x ``(N, H_in)``; states:
     None (zeros) or the caller's ``(h_0,)``/``(h_0, c_0)``, ``(num_layers, [N,] H)``;
     h_n, c_n ``(num_layers, N, H)``: written in place (c_n None for GRU/RNN).
+    A stream's hot path: straight to the kernel a sequence of this batch size
+    runs (so the numbers are the sequence's), with nothing else on the way.
     """
+    N = h_n.shape[1]
+    if N > SMALL_BATCH:
+        for k, w in enumerate(weights):
+            new = (h_n[k],) if c_n is None else (h_n[k], c_n[k])  # (N, H) each
+            cell_step(family, w, x, None if states is None else [s[k] for s in states], new)
+            x = h_n[k]  # (N, H_out): the next layer's input
+        return
+    K = kernels()
+    xs = x[None]  # (1, N, H_in)
+    if not (xs.flags.c_contiguous and xs.flags.writeable):
+        xs = xs.copy()  # one array type: no second compile
+    if states is not None:
+        states = [_usable(s if s.ndim == 3 else s[:, None]) for s in states]  # (layers, N, H)
     for k, w in enumerate(weights):
-        new = (h_n[k],) if c_n is None else (h_n[k], c_n[k])  # (N, H) each
-        cell_step(family, w, x, None if states is None else [s[k] for s in states], new)
-        x = h_n[k]  # (N, H_out): the next layer's input
+        cw = w.kernels.get("numba") or compiled(w)
+        h = h_n[k]  # (N, H_out)
+        h0 = _zeros(h) if states is None else states[0][k]
+        if c_n is not None:
+            c0 = _zeros(c_n[k]) if states is None else states[1][k]
+            K.lstm_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, h0, c0, h, c_n[k], h[None],
+                       False, _NO_LENGTHS, 0)
+        elif family is cells.GRU:
+            K.gru_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, h0, h, h[None], False,
+                      _NO_LENGTHS, 0)
+        else:
+            K.rnn_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, h0, h, h[None], False,
+                      _NO_LENGTHS, 0)
+        xs = h[None]  # (1, N, H_out): the next layer's input
+
+
+def _usable(a):
+    """``a`` itself when C-contiguous and writable (the type the kernels were compiled
+    for), else a copy that is."""
+    return a if a.flags.c_contiguous and a.flags.writeable else a.copy()
+
+
+def _zeros(like, _cache={}):  # noqa: B006 (a cache on purpose)
+    """A zero state shaped like ``like``, read by the kernels, never written."""
+    key = (like.shape, like.dtype)
+    z = _cache.get(key)
+    if z is None:
+        if len(_cache) >= 16:
+            _cache.clear()
+        z = _cache[key] = np.zeros(like.shape, like.dtype)
+    return z
 
 
 def engine():

@@ -159,9 +159,12 @@ def _project(x, W_ihT, b):
 
 
 @njit(**JIT)
-def lstm_seq(x, W_ihT, b, W_hhT, W_hrT, h, c, y, reverse, lens, t0):
-    """Whole LSTM time loop; ``h (N, H_out)``, ``c (N, H)`` updated in place;
-    ``y (T, N, H_out)``; ``W_hrT (H, proj)`` or empty; step t is ``t0 + t``."""
+def lstm_seq(x, W_ihT, b, W_hhT, W_hrT, h0, c0, h, c, y, reverse, lens, t0):
+    """Whole LSTM time loop from ``h0 (N, H_out)``, ``c0 (N, H)`` (read only, and
+    may be ``h``, ``c`` themselves) to the final ``h``, ``c``; ``y (T, N, H_out)``;
+    ``W_hrT (H, proj)`` or empty; step t is ``t0 + t``."""
+    h[:] = h0
+    c[:] = c0
     T, N = x.shape[0], x.shape[1]
     xp = _project(x, W_ihT, b)  # (T, N, G*H)
     G4 = W_hhT.shape[1]
@@ -195,8 +198,10 @@ def lstm_seq(x, W_ihT, b, W_hhT, W_hrT, h, c, y, reverse, lens, t0):
 
 
 @njit(**JIT)
-def gru_seq(x, W_ihT, b, W_hhT, b_hn, h, y, reverse, lens, t0):
-    """Whole GRU time loop (PyTorch's form); ``b_hn (H,)`` stays inside r ⊙ (...)."""
+def gru_seq(x, W_ihT, b, W_hhT, b_hn, h0, h, y, reverse, lens, t0):
+    """Whole GRU time loop (PyTorch's form) from ``h0`` to ``h`` (as :func:`lstm_seq`);
+    ``b_hn (H,)`` stays inside r ⊙ (...)."""
+    h[:] = h0
     T, N = x.shape[0], x.shape[1]
     xp = _project(x, W_ihT, b)  # (T, N, G*H)
     G3 = W_hhT.shape[1]
@@ -221,8 +226,9 @@ def gru_seq(x, W_ihT, b, W_hhT, b_hn, h, y, reverse, lens, t0):
 
 
 @njit(**JIT)
-def rnn_seq(x, W_ihT, b, W_hhT, relu, h, y, reverse, lens, t0):
-    """Whole Elman RNN time loop: h = tanh|relu(W_ih x + b + W_hh h)."""
+def rnn_seq(x, W_ihT, b, W_hhT, relu, h0, h, y, reverse, lens, t0):
+    """Whole Elman RNN time loop, h = tanh|relu(W_ih x + b + W_hh h), from ``h0`` to ``h``."""
+    h[:] = h0
     T, N = x.shape[0], x.shape[1]
     xp = _project(x, W_ihT, b)  # (T, N, G*H)
     H = W_hhT.shape[1]
