@@ -17,7 +17,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-TINY = ["--config", "4,2,3", "--repeats", "1", "--min-time", "0"]
+TINY = ["--config", "4,2,3", "--repeats", "1", "--min-time", "0", "--settle", "0"]
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 
 
@@ -123,6 +123,7 @@ def test_numpy_engine_column(monkeypatch):
     (["bench", "--config", "4,x,2"], "--config must be comma-separated integers"),
     (["bench", "--threads", "0"], "--threads must be some integers >= 1"),
     (["bench", "--repeats", "0"], "--repeats must be >= 1"),
+    (["bench", "--settle", "-1"], "--settle must be >= 0"),
     (["bench", "--stream"], "--stream applies to --config entries"),
     (["bench", "--memory", "1,2"], "--memory must be 3 integers"),
     (["bench", "--memory", "0,1,1"], "--memory must be 3 integers >= 1"),

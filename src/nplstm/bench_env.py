@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 
 import numpy as np
 
@@ -95,8 +96,10 @@ def runtime_info(threads):
     torch = _optional("torch")
     if torch is not None:
         cfg = torch.__config__.show()
-        blas_line = next((x.strip() for x in cfg.split(",") if "BLAS_INFO" in x), "BLAS ?")
-        info["torch"] = (f"torch {torch.__version__}, {blas_line}, oneDNN "
+        blas_lib = re.search(r"BLAS_INFO=(\w+)", cfg)
+        isa = re.search(r"CPU capability usage: (\w+)", cfg)
+        info["torch"] = (f"torch {torch.__version__}, BLAS {blas_lib[1] if blas_lib else '?'}, "
+                         f"{isa[1] if isa else '?'} kernels, oneDNN "
                          f"{'on' if torch.backends.mkldnn.is_available() else 'off'}, "
                          f"{torch.get_num_threads()} intra-op threads")
     if _optional("onnxruntime") is not None:
