@@ -259,7 +259,22 @@ class _RNNBase(Module):
     def trace(self, input, hx=None, lengths=None):
         """Run like ``__call__`` and keep every gate and state: a :class:`Trace`."""
         output, state, run = self._forward(input, hx, lengths, record=True)
-        return Trace.from_forward(self, run, lengths, output, state)
+        trace = Trace.from_forward(self, run, lengths, output, state)
+        trace._weights = dict(self._params)
+        return trace
+
+    def backward(self, trace, grad_output, grad_state=None):
+        """Backpropagation through time for the run ``trace`` recorded.
+
+        ``grad_output`` is dL/d output, shaped like ``trace.output``; ``grad_state``
+        dL/d the final state, shaped like it (``(dh_n, dc_n)`` for an LSTM, either
+        may be None), or None. Returns :class:`nplstm.grad.Grads` with ``params``
+        keyed like :meth:`state_dict`, ``input`` like x, ``hx`` like hx. The
+        layer's parameters must be those the trace ran with. See :mod:`nplstm.grad`.
+        """
+        from . import grad
+
+        return grad.layer_backward(self, trace, grad_output, grad_state)
 
     def _forward(self, input, hx, lengths, record):
         x = given = to_numpy(input, "input")
@@ -307,9 +322,9 @@ class _RNNBase(Module):
 
         def dropout(y):
             if p == 1:
-                return np.zeros_like(y)
+                return np.zeros_like(y), np.zeros(y.shape, dtype=bool)
             keep = rng.random(y.shape) >= p  # (L, N, D*H_out)
-            return np.where(keep, y / (1 - p), 0).astype(y.dtype)
+            return np.where(keep, y / (1 - p), 0).astype(y.dtype), keep
 
         return dropout
 

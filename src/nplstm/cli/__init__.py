@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "convert": "convert",
     "bench": "bench",
     "compile": "compile",
+    "train": "train",
 }
 
 
