@@ -27,9 +27,15 @@ BLOCK = 6  # -> blocks of 6, 6, 6, 5
 
 @pytest.fixture(scope="module")
 def client():
-    """One LocalCluster of 2 worker processes for the module, closed at its end."""
+    """One LocalCluster of 2 worker processes for the module, closed at its end.
+
+    No dashboard, and the scheduler's small HTTP server on a free port: with
+    ``dashboard_address=None`` it still tries port 8787 and warns (an error here)
+    when another cluster on the machine holds it.
+    """
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                                  ) as cluster, \
             distributed.Client(cluster) as c:
         yield c
 

@@ -66,7 +66,9 @@ def score(model, x, *, batch_first=None, lengths=None, return_state=False, batch
         x: the batch: a dask array, a NumPy array (or a list or tensor), a
             ``zarr.Array``, or the path of a Zarr array store. For a recurrent
             layer, 3-D: ``(N, L, H_in)`` if ``batch_first`` else ``(L, N, H_in)``.
-            A dask array must be chunked along the batch axis only.
+            A dask array must be chunked along the batch axis only. A NumPy array
+            with a ``client`` has its blocks scattered to the workers; without one
+            it is embedded in the graph (for data bigger than memory, a store).
         batch_first: which axis of ``x`` is the batch (0 if True, 1 if False).
             Defaults to the layer's own ``batch_first``; a recurrent layer reads the
             layout it was built for, so a different value is an error, not a
@@ -117,7 +119,7 @@ def score(model, x, *, batch_first=None, lengths=None, return_state=False, batch
                 raise ValueError(f"{name}= is for recurrent layers (LSTM, GRU, RNN); "
                                  f"{type(model).__name__} takes none")
     axis = 0 if batch_first else 1
-    x = _as_dask(da, x, axis, batch_size)
+    x = _as_dask(da, x, axis, batch_size, client)
     _check_blocks(x, axis)
     model = copy.deepcopy(model)  # the layer as it is now, whatever happens to it later
     ref = client.scatter(model, broadcast=True) if client is not None else dask.delayed(
@@ -139,9 +141,10 @@ def _check_batch_first(model, batch_first, recurrent):
     return bool(batch_first)
 
 
-def _as_dask(da, x, axis, batch_size):
+def _as_dask(da, x, axis, batch_size, client):
     """``x`` as a dask array chunked along ``axis`` only (a dask array: as given,
-    rechunked along the batch if ``batch_size`` is given)."""
+    rechunked along the batch if ``batch_size`` is given; a NumPy array with a
+    ``client``: its blocks scattered to the workers)."""
     if isinstance(x, (str, os.PathLike)):
         x = _open_zarr(x)
     if isinstance(x, da.Array):
@@ -154,8 +157,19 @@ def _as_dask(da, x, axis, batch_size):
         return da.from_array(arr) if not is_zarr else da.from_zarr(arr)
     N, align = arr.shape[axis], arr.chunks[axis] if is_zarr else 1
     size = batch_size or max(BATCH_SIZE - BATCH_SIZE % align, align)
-    chunks = tuple(_even_chunks(N, size, align) if k == axis else -1 for k in range(arr.ndim))
-    return da.from_zarr(arr, chunks=chunks) if is_zarr else da.from_array(arr, chunks=chunks)
+    sizes = _even_chunks(N, size, align)
+    if is_zarr:
+        return da.from_zarr(arr, chunks=tuple(sizes if k == axis else -1
+                                               for k in range(arr.ndim)))
+    if client is None:
+        return da.from_array(arr, chunks=tuple(sizes if k == axis else -1
+                                                for k in range(arr.ndim)))
+    # In memory here: each block goes straight to a worker, not through the
+    # scheduler inside the graph (which Dask warns about above 10 MiB).
+    starts = np.cumsum((0,) + sizes)
+    blocks = [arr[a:b] if axis == 0 else arr[:, a:b] for a, b in zip(starts, starts[1:])]
+    return da.concatenate([da.from_delayed(f, b.shape, dtype=b.dtype, meta=b[:0])
+                           for f, b in zip(client.scatter(blocks), blocks)], axis=axis)
 
 
 def _open_zarr(path):
