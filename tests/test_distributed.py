@@ -15,6 +15,7 @@ import pytest
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 zarr = pytest.importorskip("zarr")
+from dask.core import get_dependencies
 from helpers import TOL, T, assert_close, torch, twin
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -208,3 +209,35 @@ def test_errors_found_on_workers_fail_the_compute():
 
     with pytest.raises(ValueError, match=r"expected \(23, 7, 3\), as on an empty batch"):
         score(flaky, np.zeros((N, L, H_IN))).compute(scheduler="sync")
+
+
+def _score_tasks(graph, prefix):
+    """The keys of the tasks that call the layer, one per block."""
+    return [k for k in graph if isinstance(k, tuple) and k[0].startswith(prefix)
+            and "-output-" not in k[0]]
+
+
+def _layers_in(graph, cls):
+    return [k for k, v in graph.items() if isinstance(getattr(v, "value", v), cls)]
+
+
+def test_layer_is_one_key_every_task_refers_to():
+    layer = nplstm.GRU(H_IN, H, seed=0)
+    graph = dict(score(layer, X, batch_size=BLOCK).__dask_graph__())
+    keys = _layers_in(graph, nplstm.GRU)
+    assert len(keys) == 1  # the layer's copy, once
+    tasks = _score_tasks(graph, "gru-score-")
+    assert len(tasks) == 4  # one task per block: 6, 6, 6, 5 sequences
+    assert all(keys[0] in get_dependencies(graph, k) for k in tasks)
+
+
+def test_scatter_leaves_the_layer_out_of_the_graph(client):
+    """With a client the graph only names the layer: its copy is on the cluster."""
+    out = score(nplstm.RNN(H_IN, H, seed=5), X, batch_size=BLOCK, client=client)
+    graph = dict(out.__dask_graph__())
+    assert not _layers_in(graph, nplstm.RNN)
+    tasks = _score_tasks(graph, "rnn-score-")
+    # A future is a dependency the graph names without holding: Task.dependencies.
+    shared = set.intersection(*(set(graph[k].dependencies) for k in tasks))
+    held = [k for k, workers in client.who_has().items() if k in shared and workers]
+    assert len(tasks) == 4 and len(held) == 1 and str(held[0]).startswith("RNN-")

@@ -119,14 +119,24 @@ def score(model, x, *, batch_first=None, lengths=None, return_state=False, batch
                 raise ValueError(f"{name}= is for recurrent layers (LSTM, GRU, RNN); "
                                  f"{type(model).__name__} takes none")
     axis = 0 if batch_first else 1
-    x = _as_dask(da, x, axis, batch_size, client)
+    x, local = _as_dask(da, x, axis, batch_size)
     _check_blocks(x, axis)
+    if recurrent:  # every check before anything is shipped
+        _check_layer_input(model, x)
+        if lengths is not None:
+            lengths = _lengths(da, lengths, x.shape[axis], x.shape[1 - axis], x.chunks[axis])
+    else:
+        probe = _probe(model, x, axis)
     model = copy.deepcopy(model)  # the layer as it is now, whatever happens to it later
-    ref = client.scatter(model, broadcast=True) if client is not None else dask.delayed(
-        model, pure=True, traverse=False)
-    if not recurrent:
-        return _score_module(da, model, ref, x, axis)
-    return _score_layer(da, model, ref, x, axis, lengths, return_state)
+    if client is None:
+        ref = dask.delayed(model, pure=True, traverse=False)
+    else:
+        ref = client.scatter(model, broadcast=True)
+        if local is not None:
+            x = _scatter_blocks(da, client, local, x.chunks[axis], axis)
+    if recurrent:
+        return _score_layer(da, model, ref, x, axis, lengths, return_state)
+    return _score_module(da, ref, x, axis, probe, f"{type(model).__name__.lower()}-score")
 
 
 def _check_batch_first(model, batch_first, recurrent):
@@ -141,31 +151,30 @@ def _check_batch_first(model, batch_first, recurrent):
     return bool(batch_first)
 
 
-def _as_dask(da, x, axis, batch_size, client):
-    """``x`` as a dask array chunked along ``axis`` only (a dask array: as given,
-    rechunked along the batch if ``batch_size`` is given; a NumPy array with a
-    ``client``: its blocks scattered to the workers)."""
+def _as_dask(da, x, axis, batch_size):
+    """``(x as a dask array chunked along axis only, the NumPy array or None)``; a
+    dask array as given, rechunked along the batch if ``batch_size`` is given."""
     if isinstance(x, (str, os.PathLike)):
         x = _open_zarr(x)
     if isinstance(x, da.Array):
         if batch_size is not None and x.ndim > axis:
             x = x.rechunk({axis: _even_chunks(x.shape[axis], batch_size)})
-        return x
+        return x, None
     is_zarr = type(x).__module__.split(".")[0] == "zarr"
     arr = x if is_zarr else to_numpy(x, "x")
+    local = None if is_zarr else arr
     if arr.ndim <= axis:
-        return da.from_array(arr) if not is_zarr else da.from_zarr(arr)
+        return (da.from_zarr(arr) if is_zarr else da.from_array(arr)), local
     N, align = arr.shape[axis], arr.chunks[axis] if is_zarr else 1
     size = batch_size or max(BATCH_SIZE - BATCH_SIZE % align, align)
-    sizes = _even_chunks(N, size, align)
-    if is_zarr:
-        return da.from_zarr(arr, chunks=tuple(sizes if k == axis else -1
-                                               for k in range(arr.ndim)))
-    if client is None:
-        return da.from_array(arr, chunks=tuple(sizes if k == axis else -1
-                                                for k in range(arr.ndim)))
-    # In memory here: each block goes straight to a worker, not through the
-    # scheduler inside the graph (which Dask warns about above 10 MiB).
+    chunks = tuple(_even_chunks(N, size, align) if k == axis else -1 for k in range(arr.ndim))
+    return (da.from_zarr(arr, chunks=chunks) if is_zarr else
+            da.from_array(arr, chunks=chunks)), local
+
+
+def _scatter_blocks(da, client, arr, sizes, axis):
+    """A NumPy array in memory here, its blocks sent straight to the workers rather
+    than through the scheduler inside the graph (Dask warns above 10 MiB)."""
     starts = np.cumsum((0,) + sizes)
     blocks = [arr[a:b] if axis == 0 else arr[:, a:b] for a, b in zip(starts, starts[1:])]
     return da.concatenate([da.from_delayed(f, b.shape, dtype=b.dtype, meta=b[:0])
@@ -177,7 +186,7 @@ def _open_zarr(path):
         import zarr
     except ImportError as e:  # pragma: no cover - the test extra installs zarr
         raise ImportError("reading a Zarr store needs zarr: pip install nplstm[dask]") from e
-    if not os.path.exists(path):
+    if "://" not in os.fspath(path) and not os.path.exists(path):  # URLs: zarr/fsspec say
         raise FileNotFoundError(f"x: no Zarr store at {os.fspath(path)!r}")
     store = zarr.open(path, mode="r")
     if not isinstance(store, zarr.Array):
@@ -217,9 +226,7 @@ def _check_blocks(x, axis):
                              f"x.rechunk({{{k}: -1}})")
 
 
-def _score_layer(da, layer, ref, x, axis, lengths, return_state):
-    """A recurrent layer over the blocks: one task per block returns the layer's
-    arrays as a tuple; each result is a dask array taking its item per block."""
+def _check_layer_input(layer, x):
     name = type(layer).__name__
     if x.ndim != 3:
         hint = (" (unbatched input has no batch to split: call the layer itself)"
@@ -229,11 +236,16 @@ def _score_layer(da, layer, ref, x, axis, lengths, return_state):
     if x.shape[-1] != layer.input_size:
         raise ValueError(f"{name}: x.shape[-1] must be equal to input_size. Expected "
                          f"{layer.input_size}, got {x.shape[-1]}")
-    N, L = x.shape[axis], x.shape[1 - axis]
+
+
+def _score_layer(da, layer, ref, x, axis, lengths, return_state):
+    """A recurrent layer over the blocks: one task per block returns the layer's
+    arrays as a tuple; each result is a dask array taking its item per block."""
+    name, L = type(layer).__name__, x.shape[1 - axis]
     x_ind = "btf" if axis == 0 else "tbf"
     args = [ref, None, x, x_ind]
     if lengths is not None:
-        args += [_lengths(da, lengths, N, L, x.chunks[axis]), "b"]
+        args += [lengths, "b"]
     token = f"{name.lower()}-score"
     parts = da.blockwise(_run_layer, "b", *args, token=token, concatenate=True,
                          dtype=object, meta=np.empty((0,), object))  # a tuple per block
@@ -272,9 +284,8 @@ def _lengths(da, lengths, N, L, chunks):
     return lengths.rechunk((chunks,))
 
 
-def _score_module(da, model, ref, x, axis):
-    """Any other module (``Linear``): its call on each block; the output's shape
-    but the batch is read off one call on an empty batch, here, before any task."""
+def _probe(model, x, axis):
+    """Any other module's output on an empty batch: its shape but the batch."""
     empty = np.zeros(x.shape[:axis] + (0,) + x.shape[axis + 1:], x.dtype)
     try:
         probe = model(empty)
@@ -284,12 +295,18 @@ def _score_module(da, model, ref, x, axis):
         raise TypeError(f"{type(model).__name__} must return one array with the batch on "
                         f"axis {axis}, as its input; on an empty batch it returned "
                         f"{getattr(probe, 'shape', type(probe).__name__)}")
+    return probe
+
+
+def _score_module(da, ref, x, axis, probe, token):
+    """Any other module (``Linear``): its call on each block, the output shaped as
+    ``probe`` (its call on an empty batch) but the batch."""
     letters = "acdeghijklmnopqrsuvwxyz"  # anything but "b", the batch
     x_ind = "".join("b" if k == axis else letters[k] for k in range(x.ndim))
     out_ind = "".join("b" if k == axis else letters[-1 - k] for k in range(probe.ndim))
     sizes = {i: n for i, n in zip(out_ind, probe.shape) if i != "b"}
     return da.blockwise(_run_module, out_ind, ref, None, x, x_ind, axis, None,
-                        probe.shape, None, token=f"{type(model).__name__.lower()}-score",
+                        probe.shape, None, token=token,
                         concatenate=True, new_axes=sizes, dtype=probe.dtype, meta=probe)
 
 
