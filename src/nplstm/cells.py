@@ -72,14 +72,17 @@ CHUNK_ELEMENTS = 1 << 19
 EXP_MIN = 1024
 
 #: Load-time row scales per mode: (sigmoid rows, tanh rows). See trick 3.
-SCALES = {"tanh": (0.5, 1.0), "exp": (-1.0, -2.0)}
+SCALES = {"tanh": (0.5, 1.0), "exp": (-1.0, -2.0), "plain": (1.0, 1.0)}
 
 
 def quiet():
     """Context for one whole run: ``exp`` overflowing to inf is expected in the
-    ``"exp"`` mode (it gives exactly σ = 0, tanh = −1); every other floating
-    point setting stays the caller's."""
-    return np.errstate(over="ignore")
+    ``"exp"`` mode (it gives exactly σ = 0, tanh = −1). Invalid operations are
+    silent too: they only arise from infinite inputs or from states that
+    overflowed (unbounded activations of :mod:`nplstm.general`, a ReLU RNN), and
+    give NaN, as PyTorch and onnxruntime do, without a warning. Division by zero
+    and underflow stay the caller's settings."""
+    return np.errstate(over="ignore", invalid="ignore")
 
 
 @dataclass
@@ -104,6 +107,8 @@ class Weights:
     G: int = 1  # gates
     H: int = 0  # hidden_size
     sigmoid_rows: int = 0  # gates
+    #: The general step's options (:class:`nplstm.general.Spec`); None on the fast path.
+    spec: object = None
     #: Idle workspaces by (batch size, dtype), reused by later calls (a stream of
     #: one-step calls would otherwise allocate its buffers every call). A run
     #: takes one out and puts it back when done, so concurrent calls never share one.
@@ -111,7 +116,10 @@ class Weights:
     kernels: dict = field(default_factory=dict, repr=False, compare=False)
 
     def mode(self, N):
-        """``"exp"`` or ``"tanh"`` activations for batch size N (see EXP_MIN)."""
+        """``"exp"`` or ``"tanh"`` activations for batch size N (see EXP_MIN);
+        ``"plain"`` (unscaled weights) for the general step of :mod:`nplstm.general`."""
+        if self.spec is not None:
+            return "plain"
         return "exp" if self.H * N >= EXP_MIN and not self.relu else "tanh"
 
     def kernel(self, mode):
