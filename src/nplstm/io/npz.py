@@ -26,7 +26,6 @@ from ._common import (
 )
 from .pickle_vm import quote
 
-
 # A .npy header is a Python dict literal (numpy/lib/format.py, NEP 1):
 #   {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
 # parsed here with a strict grammar instead of ast.literal_eval, so no header can

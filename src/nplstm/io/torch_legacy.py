@@ -31,8 +31,8 @@ import numpy as np
 
 from ._common import WeightsFormatError
 from .pickle_vm import Resolver, quote, run_pickle
-from .torch_tensor import CopyBudget
 from .torch_pickle import unpickle
+from .torch_tensor import CopyBudget
 
 MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 PROTOCOL_VERSION = 1001
