@@ -36,6 +36,21 @@ SAVABLE_DTYPES = tuple(
 )
 
 
+def quote(value, limit: int = 60) -> str:
+    """A short description of file data for an error message, never a full repr."""
+    if isinstance(value, (str, bytes, bytearray)):
+        text = repr(value[:limit])
+        return text + (f"... ({len(value)} long)" if len(value) > limit else "")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return repr(value) if value.bit_length() <= 64 else f"an int of {value.bit_length()} bits"
+    if isinstance(value, (float, complex, bool, type(None))):
+        return repr(value)
+    if isinstance(value, (tuple, list, dict, set, frozenset)):
+        kind = "tuple" if isinstance(value, tuple) else type(value).__name__
+        return f"a {kind} of {len(value)} items"
+    return f"a {type(value).__name__}"
+
+
 class WeightsFormatError(ValueError):
     """A weight file is malformed, truncated or uses a feature nplstm does not read."""
 
@@ -106,19 +121,19 @@ def check_zip_entry(info: zipfile.ZipInfo, path, file_bytes: int | None = None) 
     """
     if file_bytes is not None and info.compress_size > file_bytes:
         raise WeightsFormatError(
-            f"{path}: zip entry {info.filename!r} claims {info.compress_size} bytes stored "
+            f"{path}: zip entry {quote(info.filename)} claims {info.compress_size} bytes stored "
             f"in a file of {file_bytes} bytes; the file is corrupt or truncated"
         )
     if info.compress_type == zipfile.ZIP_STORED:
         if info.file_size != info.compress_size:
             raise WeightsFormatError(
-                f"{path}: zip entry {info.filename!r} claims {info.file_size} bytes stored "
+                f"{path}: zip entry {quote(info.filename)} claims {info.file_size} bytes stored "
                 f"in {info.compress_size}; the file is corrupt"
             )
         return
     if info.file_size > _MAX_DEFLATE_RATIO * info.compress_size + 1024:
         raise WeightsFormatError(
-            f"{path}: zip entry {info.filename!r} claims {info.file_size} bytes from "
+            f"{path}: zip entry {quote(info.filename)} claims {info.file_size} bytes from "
             f"{info.compress_size} compressed bytes; the file is corrupt or hostile"
         )
 
@@ -161,7 +176,7 @@ def read_zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> bytes:
         return zf.read(info)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
         raise WeightsFormatError(
-            f"{path}: cannot read zip entry {info.filename!r}: {exc}"
+            f"{path}: cannot read zip entry {quote(info.filename)}: {exc}"
         ) from exc
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import struct
 
-from ._common import UnsafeWeightsError, WeightsFormatError
+from ._common import UnsafeWeightsError, WeightsFormatError, quote
 
 MAX_DEPTH = 100
 MAX_MARKS = 2 * MAX_DEPTH + 16
@@ -40,21 +40,6 @@ MAX_KEY_SIZE = 64
 _SMALL_INT = (1 << 61) - 1  # |x| below this: hash(x) == x (save -1), no collisions
 _PLAIN_KEYS = (str, bytes, bool, type(None))
 _HASHABLE = _PLAIN_KEYS + (int, float, complex)
-
-
-def quote(value, limit: int = 60) -> str:
-    """A short description of file data for an error message, never a full repr."""
-    if isinstance(value, (str, bytes, bytearray)):
-        text = repr(value[:limit])
-        return text + (f"... ({len(value)} long)" if len(value) > limit else "")
-    if isinstance(value, int) and not isinstance(value, bool):
-        return repr(value) if value.bit_length() <= 64 else f"an int of {value.bit_length()} bits"
-    if isinstance(value, (float, complex, bool, type(None))):
-        return repr(value)
-    if isinstance(value, (tuple, list, dict, set, frozenset)):
-        kind = "tuple" if isinstance(value, tuple) else type(value).__name__
-        return f"a {kind} of {len(value)} items"
-    return f"a {type(value).__name__}"
 
 
 class Resolver:

@@ -89,7 +89,7 @@ def _no_duplicates(pairs):
     obj = {}
     for k, v in pairs:
         if k in obj:
-            raise ValueError(f"duplicate key {k!r}")
+            raise ValueError(f"duplicate key {quote(k)}")
         obj[k] = v
     return obj
 

@@ -72,7 +72,7 @@ def _stored(info: zipfile.ZipInfo, path) -> zipfile.ZipInfo:
     torch.load refuses compressed entries (caffe2's PyTorchStreamReader)."""
     if info.compress_type != zipfile.ZIP_STORED:
         raise WeightsFormatError(
-            f"{path}: zip entry {info.filename!r} is compressed (method "
+            f"{path}: zip entry {quote(info.filename)} is compressed (method "
             f"{info.compress_type}); torch.save never compresses and torch.load refuses "
             "compressed entries. Unzip and re-zip it with 'zip -0', or load and re-save it"
         )
@@ -123,11 +123,11 @@ def _read_storage(zf: zipfile.ZipFile, name: str, nbytes: int, path) -> np.ndarr
     try:
         info = zf.getinfo(name)
     except KeyError:
-        raise WeightsFormatError(f"{path}: storage entry {name!r} is missing") from None
+        raise WeightsFormatError(f"{path}: storage entry {quote(name)} is missing") from None
     _stored(info, path)
     if info.file_size != nbytes:
         raise WeightsFormatError(
-            f"{path}: storage entry {name!r} holds {info.file_size} bytes, the pickle "
+            f"{path}: storage entry {quote(name)} holds {info.file_size} bytes, the pickle "
             f"says {nbytes}"
         )
     return _read_stored(zf, info, path)
@@ -143,19 +143,19 @@ def _read_stored(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray
     fp.seek(0, os.SEEK_END)
     if info.file_size != info.compress_size or info.file_size > fp.tell():
         raise WeightsFormatError(
-            f"{path}: zip entry {info.filename!r} claims {info.file_size} bytes stored in "
+            f"{path}: zip entry {quote(info.filename)} claims {info.file_size} bytes stored in "
             f"{info.compress_size}, in a file of {fp.tell()} bytes; the file is corrupt"
         )
     fp.seek(info.header_offset)
     local = fp.read(30)  # the local file header; name and extra field lengths at 26..30
     if len(local) < 30 or local[:4] != b"PK\x03\x04":
-        raise WeightsFormatError(f"{path}: zip entry {info.filename!r}: bad local header")
+        raise WeightsFormatError(f"{path}: zip entry {quote(info.filename)}: bad local header")
     name_len, extra_len = struct.unpack("<HH", local[26:30])
     fp.seek(info.header_offset + 30 + name_len + extra_len)
     buffer = np.empty(info.file_size, dtype=np.uint8)  # (nbytes,)
     if fp.readinto(buffer) != info.file_size:
-        raise WeightsFormatError(f"{path}: file ends inside zip entry {info.filename!r}")
+        raise WeightsFormatError(f"{path}: file ends inside zip entry {quote(info.filename)}")
     if zlib.crc32(buffer) != info.CRC:
-        raise WeightsFormatError(f"{path}: zip entry {info.filename!r}: Bad CRC-32; the "
+        raise WeightsFormatError(f"{path}: zip entry {quote(info.filename)}: Bad CRC-32; the "
                                  "file is corrupt")
     return buffer

@@ -21,6 +21,7 @@ from ._common import (
     check_shape,
     is_int,
     numel,
+    quote,
 )
 
 # torch dtype name -> NumPy dtype ("bfloat16" is read as uint16 bits, then widened).
@@ -153,14 +154,14 @@ def rebuild_tensor(storage, storage_offset, size, stride, dtype, byteorder,
     """
     if not isinstance(storage, Storage):
         raise WeightsFormatError(f"tensor: expected a storage, got {type(storage).__name__}")
-    what = f"tensor in storage data/{storage.key}"
+    what = f"tensor in storage data/{quote(storage.key)[1:-1]}"
     shape = check_shape(size, what)
     strides = check_shape(stride, what + " (stride)", sized=False)
     if len(strides) != len(shape):
         raise WeightsFormatError(f"{what}: shape {shape} and stride {strides} differ in length")
     if not is_int(storage_offset) or storage_offset < 0:
         raise WeightsFormatError(f"{what}: storage offset must be an int >= 0, "
-                                 f"got {storage_offset!r}")
+                                 f"got {quote(storage_offset)}")
     flat = storage.elements(dtype, byteorder)  # (storage numel,)
     out_dtype = flat.dtype.newbyteorder("=")
     if numel(shape) == 0:
