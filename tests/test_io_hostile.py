@@ -68,8 +68,10 @@ PICKLES = {
                            "nested more than 100 deep"),
     "5000-digit int key": (b"\x80\x02}" + b"\x8b" + (2077).to_bytes(4, "little")
                            + b"\x01" * 2077 + b"K\x01s.", "an integer of 2077 bytes"),
-    "tuple of 2**100 nodes as a key": (
-        b"\x80\x02}N" + b"2\x86" * 100 + b"K\x01s.", "more than 64 nodes"),
+    "tuple of 2**10 nodes as a key": (
+        b"\x80\x02}N" + b"2\x86" * 10 + b"K\x01s.", "more than 64 nodes"),
+    "lists doubling 100 times (2**100 values as a tree)": (
+        b"\x80\x02K\x01" + b"2\x86" * 100 + b".", "more than 10000000 values"),
     "list as a dict key": (b"\x80\x02}]K\x01s.", "of type list .* cannot be hashed"),
     "list appended to itself": (b"\x80\x02]2a.", "inside itself"),
     "list changed after it was placed": (b"\x80\x02]q\x00]h\x00a" + b"h\x00K\x01a0.",

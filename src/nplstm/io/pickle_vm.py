@@ -10,6 +10,8 @@ None and what the caller's :class:`Resolver` makes of globals and persistent ids
 keeps no state between loads, and bounds everything a file controls:
 
 * nesting depth of the object built (``MAX_DEPTH``) and of open MARKs (``MAX_MARKS``);
+* the object's size as a tree (``MAX_NODES``: a shared object counts each time it
+  appears), so no file of a few bytes unfolds into 2**100 values for whoever walks it;
 * memo indexes: dense, as every pickler writes them (index <= memo length);
 * integers (``MAX_INT_BYTES``), strings and bytes (at most what the file holds);
 * containers cannot be changed once they sit inside another one (so the depth and
@@ -33,6 +35,7 @@ import struct
 from ._common import UnsafeWeightsError, WeightsFormatError, quote
 
 MAX_DEPTH = 100
+MAX_NODES = 10_000_000
 MAX_MARKS = 2 * MAX_DEPTH + 16
 MAX_INT_BYTES = 1024
 MAX_OTHER_KEYS = 512
@@ -102,6 +105,7 @@ class Machine:
         self.marks: list[list] = []
         self.memo: list = []
         self._depth: dict[int, int] = {}  # id -> depth, for containers deeper than 1
+        self._nested: dict[int, int] = {}  # id -> nodes inside its container children
         self._frozen: set[int] = set()  # ids of mutable containers inside another one
         self._ordered: set[int] = set()  # ids of dicts made by OrderedDict()
         self._keep: list = []  # keeps every object whose id is recorded above alive
@@ -186,13 +190,19 @@ class Machine:
         return x
 
     def record(self, parent, children) -> None:
-        """Account for ``children`` now inside ``parent``: depth, freezing, sizes."""
-        deepest = 0
+        """Account for ``children`` now inside ``parent``: depth, nodes, freezing.
+
+        A container's depth and node count (as a tree: shared objects counted each
+        time they appear) are exact, because containers cannot change once inside
+        another; only containers holding containers are recorded.
+        """
+        deepest, nested = 0, 0
         for child in children:
             if type(child) in _CONTAINERS:
                 if child is parent:
                     self.fail("a container placed inside itself; torch.save writes no cycles")
                 deepest = max(deepest, self._depth.get(id(child), 1))
+                nested += self.nodes(child)
                 if type(child) in _MUTABLE and id(child) not in self._frozen:
                     self._frozen.add(id(child))
                     self._keep.append(child)
@@ -203,6 +213,15 @@ class Machine:
             if id(parent) not in self._depth:
                 self._keep.append(parent)
             self._depth[id(parent)] = depth
+            self._nested[id(parent)] = self._nested.get(id(parent), 0) + nested
+            if self.nodes(parent) + len(children) > MAX_NODES:
+                self.fail(f"more than {MAX_NODES} values counting every repetition of a "
+                          "shared one; torch.save files of real models hold far fewer")
+
+    def nodes(self, container) -> int:
+        """The values inside ``container`` at every level, repetitions counted."""
+        own = 2 * len(container) if type(container) is dict else len(container)
+        return own + self._nested.get(id(container), 0)
 
     def mutable(self, target, kind, what: str):
         if type(target) is not kind:
