@@ -222,3 +222,16 @@ def test_resemblyzer_pretrained_legacy_file():
     got_out, (got_h, got_c) = lstm(x)
     for g, w in ((got_out, out), (got_h, h), (got_c, c)):
         np.testing.assert_allclose(g, w.numpy(), rtol=0, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch's own
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_pickle_protocols_2_to_5(tmp_path, fmt, protocol):
+    obj = {"w": torch.arange(6.0).view(2, 3), "s": "x" * 300, "l": list(range(300)),
+           "raw": b"\x00" * 300, "big": 2**100, "neg": -5, "f": 1.5, "set": {1, 2},
+           "c": 1 + 2j, "t": (1, (2, 3))}
+    path = tmp_path / "p.pt"
+    torch.save(obj, path, pickle_protocol=protocol, _use_new_zipfile_serialization=fmt == "zip")
+    want = plain(torch.load(path, weights_only=False))  # our own file: trusted
+    assert_same(nio.load_checkpoint(path), want)
