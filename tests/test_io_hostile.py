@@ -269,3 +269,16 @@ def test_cli_never_prints_a_traceback_for_a_hostile_file(tmp_path):
 
 def test_storage_outside_a_tensor_is_refused(tmp_path):
     refused(write_pt(tmp_path / "s.pt", state(s=storage())), "a storage outside a tensor")
+
+
+def test_zip_with_too_many_entries_is_refused_before_zipfile_reads_them(tmp_path):
+    path = tmp_path / "many.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(3):
+            zf.writestr(f"{i}.npy", b"")
+    blob = bytearray(path.read_bytes())
+    end = blob.rfind(b"PK\x05\x06")
+    blob[end + 8:end + 12] = (60_000).to_bytes(2, "little") * 2  # entries claimed
+    blob[end + 12:end + 16] = (50 << 20).to_bytes(4, "little")  # directory bytes
+    path.write_bytes(bytes(blob))
+    refused(path, "claims 60000 entries in a 52428800-byte directory")

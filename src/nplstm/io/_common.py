@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import struct
 import zipfile
 import zlib
@@ -185,6 +186,51 @@ def read_zip_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> bytes:
 # (UnicodeDecodeError), short or absurd header fields (struct.error, IndexError, ...).
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError,
                ValueError, OverflowError, IndexError, struct.error)
+
+
+# zipfile builds one ZipInfo (~0.5 KB) per central directory record (>= 46 bytes)
+# before anything can be checked; an archive's entry count and central directory size
+# are read from its end record first. torch.save writes one entry per storage,
+# np.savez one per array: real files hold far fewer.
+MAX_ZIP_ENTRIES = 100_000
+MAX_ZIP_DIRECTORY = 100 * MAX_ZIP_ENTRIES
+
+
+@contextlib.contextmanager
+def open_zip(path, what: str):
+    """Open ``path`` as a zip archive, refusing one with more than MAX_ZIP_ENTRIES
+    entries before zipfile reads its central directory; damage as WeightsFormatError."""
+    with open(path, "rb") as f, damaged_zip_errors(path, what):
+        count, directory = _zip_directory(f)
+        if count > MAX_ZIP_ENTRIES or directory > MAX_ZIP_DIRECTORY:
+            raise WeightsFormatError(
+                f"{path}: the zip archive claims {count} entries in a {directory}-byte "
+                f"directory (at most {MAX_ZIP_ENTRIES} entries, {MAX_ZIP_DIRECTORY} bytes)"
+            )
+        with zipfile.ZipFile(f) as zf:
+            yield zf
+
+
+def _zip_directory(f) -> tuple[int, int]:
+    """``(entries, central directory bytes)`` from the end of central directory record
+    (zip64 aware; APPNOTE.TXT 4.3.14-16), or zeros when it cannot be found (zipfile
+    then reports the damage)."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(max(0, size - (1 << 16) - 22))
+    tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + 22 > len(tail):
+        return 0, 0
+    count, directory = struct.unpack_from("<HI", tail, at + 10)
+    locator = at - 20
+    if locator >= 0 and tail[locator:locator + 4] == b"PK\x06\x07":
+        (offset,) = struct.unpack_from("<Q", tail, locator + 8)
+        f.seek(min(offset, size))
+        record = f.read(56)
+        if len(record) == 56 and record[:4] == b"PK\x06\x06":
+            count, directory = struct.unpack_from("<QQ", record, 32)
+    return count, directory
 
 
 @contextlib.contextmanager

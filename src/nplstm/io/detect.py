@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import os
 import struct
-import zipfile
 
-from ._common import WeightsFormatError, damaged_zip_errors
+from ._common import WeightsFormatError, open_zip
 from .pickle_vm import quote
 from .torch_legacy import looks_legacy
 
@@ -66,8 +65,7 @@ def detect(path) -> str:
 
 def _zip_kind(path, size: int) -> str:
     """``"torch-zip"`` for an archive with ``data.pkl``, else ``"npz"`` (suffix ties)."""
-    with open(path, "rb") as f, damaged_zip_errors(path, "cannot read the zip archive"), \
-            zipfile.ZipFile(f) as zf:
+    with open_zip(path, "cannot read the zip archive") as zf:
         names = zf.namelist()
     if any(n.endswith("/data.pkl") for n in names[:100_000]):
         return "torch-zip"

@@ -19,9 +19,9 @@ from ._common import (
     WeightsFormatError,
     check_shape,
     check_zip_archive,
-    damaged_zip_errors,
     native,
     numel,
+    open_zip,
     read_zip_entry,
 )
 from .pickle_vm import quote
@@ -39,8 +39,7 @@ _MAX_HEADER = 65536
 def read_npz(path) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file (``np.savez`` or ``np.savez_compressed``)."""
     size = os.path.getsize(path)
-    with open(path, "rb") as f, damaged_zip_errors(path, "cannot read the .npz (zip) archive"), \
-            zipfile.ZipFile(f) as zf:
+    with open_zip(path, "cannot read the .npz (zip) archive") as zf:
         check_zip_archive(zf, path, size)
         return {_key(info, path): _read_entry(zf, info, path) for info in zf.infolist()
                 if not info.filename.endswith("/")}

@@ -25,7 +25,7 @@ import numpy as np
 from ._common import (
     WeightsFormatError,
     check_zip_archive,
-    damaged_zip_errors,
+    open_zip,
     read_zip_entry,
 )
 from .pickle_vm import quote
@@ -48,8 +48,7 @@ def read_pt(path) -> object:
         UnsafeWeightsError: the pickle names a global outside the allowlist.
     """
     size = os.path.getsize(path)
-    with open(path, "rb") as f, damaged_zip_errors(path, "cannot read the zip archive"), \
-            zipfile.ZipFile(f) as zf:
+    with open_zip(path, "cannot read the zip archive") as zf:
         return _read_archive(zf, path, size)
 
 
