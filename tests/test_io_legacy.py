@@ -235,3 +235,11 @@ def test_pickle_protocols_2_to_5(tmp_path, fmt, protocol):
     torch.save(obj, path, pickle_protocol=protocol, _use_new_zipfile_serialization=fmt == "zip")
     want = plain(torch.load(path, weights_only=False))  # our own file: trusted
     assert_same(nio.load_checkpoint(path), want)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_quantized_tensor_is_named_in_both_formats(tmp_path, fmt):
+    q = torch.quantize_per_tensor(torch.arange(4.0), 0.5, 0, torch.qint8)
+    path = save({"w": torch.ones(2), "q": q}, tmp_path / "q.pt", fmt)
+    with pytest.raises(nio.WeightsFormatError, match=r"dtype qint8 in key 'q'.*dequantize"):
+        nio.load_weights(path)

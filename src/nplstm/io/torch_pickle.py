@@ -41,6 +41,9 @@ _LAYOUTS = ("strided", "sparse_coo", "sparse_csr", "sparse_csc", "sparse_bsr",
             "sparse_bsc", "_mkldnn", "jagged")
 _BUILTINS = ("builtins", "__builtin__")
 
+# Element sizes of the legacy typed storages NumPy cannot hold (their bytes are skipped).
+_UNSUPPORTED_ITEMSIZES = {"qint32": 4, "complex32": 4}
+
 # Searching the loaded object for unsupported tensors visits at most this many nodes.
 _MAX_WALK = 10_000_000
 
@@ -159,7 +162,10 @@ class TorchResolver(Resolver):
         if dtype is None:
             unsupported = kind[6:] if type(kind) is str and kind.startswith("torch.") else None
             if unsupported and unsupported_dtype_name("torch", unsupported):
-                return _UnsupportedStorage(unsupported_dtype_name("torch", unsupported))
+                name = unsupported_dtype_name("torch", unsupported)
+                if self.dry:  # the legacy layout still needs its element size
+                    self.itemsizes.setdefault(key, _UNSUPPORTED_ITEMSIZES.get(name, 1))
+                return _UnsupportedStorage(name)
             raise WeightsFormatError(f"{self._source}: malformed storage id {quote(pid)}: "
                                      f"{quote(kind)} is not a storage type")
         root = self._root(key, TorchDtype(dtype), location, count)
