@@ -237,6 +237,7 @@ def test_pickle_protocols_2_to_5(tmp_path, fmt, protocol):
     assert_same(nio.load_checkpoint(path), want)
 
 
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")  # torch's own
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_quantized_tensor_is_named_in_both_formats(tmp_path, fmt):
     q = torch.quantize_per_tensor(torch.arange(4.0), 0.5, 0, torch.qint8)
