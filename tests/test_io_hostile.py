@@ -282,3 +282,38 @@ def test_zip_with_too_many_entries_is_refused_before_zipfile_reads_them(tmp_path
     blob[end + 12:end + 16] = (50 << 20).to_bytes(4, "little")  # directory bytes
     path.write_bytes(bytes(blob))
     refused(path, "claims 60000 entries in a 52428800-byte directory")
+
+
+def legacy_file(path, obj_pickle: bytes, keys=("root",), storages=(np.zeros(0, "<f4"),)):
+    """A legacy torch.save file: magic, protocol, sys_info, object, keys, storages."""
+    import pickle
+
+    info = {"protocol_version": 1001, "little_endian": True,
+            "type_sizes": {"short": 2, "int": 4, "long": 4}}
+    head = b"".join(pickle.dumps(x, protocol=2) for x in (0x1950A86A20F9469CFC6C, 1001, info))
+    body = b"".join(a.size.to_bytes(8, "little") + a.tobytes() for a in storages)
+    path.write_bytes(head + obj_pickle + pickle.dumps(list(keys), protocol=2) + body)
+    return path
+
+
+def test_hostile_legacy_object_pickle_is_refused(tmp_path):
+    refused(legacy_file(tmp_path / "old.pt", b"\x80\x02Nr\x00\x00\x00\x08."),
+            r"\[legacy \(pre-1.6\) torch.save\]: memo index 134217728 skips ahead")
+    assert_later_loads_unchanged(tmp_path)
+
+
+def test_legacy_storage_views_are_read_as_runs_of_their_storage(tmp_path):
+    # Old torch wrote storage views as ('storage', type, root, loc, numel, (key, offset,
+    # size)); offsets and sizes count elements (torch/serialization.py _legacy_load).
+    view = (b"(" + value("storage") + glob("torch", "FloatStorage") + value("root")
+            + value("cpu") + value(6) + value(("v", 2, 3)) + b"tQ")
+    pkl = state(v=tensor(view, size=(3,)), w=tensor(view, offset=1, size=(2,)))
+    data = np.arange(6, dtype="<f4")
+    path = legacy_file(tmp_path / "views.pt", pkl, storages=(data,))
+    got = nio.load_weights(path)
+    assert got["v"].tolist() == [2, 3, 4] and got["w"].tolist() == [3, 4]
+    bad = (b"(" + value("storage") + glob("torch", "FloatStorage") + value("root")
+           + value("cpu") + value(6) + value(("v", 5, 3)) + b"tQ")
+    path = legacy_file(tmp_path / "bad.pt", state(v=tensor(bad, size=(3,))),
+                       storages=(data,))
+    refused(path, "storage view 'v' reaches past its storage 'root'")
