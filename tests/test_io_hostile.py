@@ -284,10 +284,11 @@ def test_zip_with_too_many_entries_is_refused_before_zipfile_reads_them(tmp_path
     refused(path, "claims 60000 entries in a 52428800-byte directory")
 
 
-def legacy_file(path, obj_pickle: bytes, keys=("root",), storages=(np.zeros(0, "<f4"),)):
+def legacy_file(path, obj_pickle: bytes, keys=("root",), storages=None):
     """A legacy torch.save file: magic, protocol, sys_info, object, keys, storages."""
     import pickle
 
+    storages = (np.zeros(0, "<f4"),) if storages is None else storages
     info = {"protocol_version": 1001, "little_endian": True,
             "type_sizes": {"short": 2, "int": 4, "long": 4}}
     head = b"".join(pickle.dumps(x, protocol=2) for x in (0x1950A86A20F9469CFC6C, 1001, info))
