@@ -72,6 +72,12 @@ PICKLES = {
         b"\x80\x02}N" + b"2\x86" * 10 + b"K\x01s.", "more than 64 nodes"),
     "lists doubling 100 times (2**100 values as a tree)": (
         b"\x80\x02K\x01" + b"2\x86" * 100 + b".", "more than 10000000 values"),
+    "stride of 2**62": (state(w=tensor(size=(1,), stride=(2**62,))),
+                        "_rebuild_tensor_v2: bad arguments"),
+    "complex of a 1000-byte int": (state(c=call(glob("builtins", "complex"), 2**8000, 0)),
+                                   "complex: bad arguments"),
+    "device index of a 1000-byte int": (state(d=call(glob("torch", "device"), "cuda", 2**8000)),
+                                        "torch.device: bad arguments"),
     "list as a dict key": (b"\x80\x02}]K\x01s.", "of type list .* cannot be hashed"),
     "list appended to itself": (b"\x80\x02]2a.", "inside itself"),
     "list changed after it was placed": (b"\x80\x02]q\x00]h\x00a" + b"h\x00K\x01a0.",

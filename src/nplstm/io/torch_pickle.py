@@ -140,9 +140,11 @@ class TorchResolver(Resolver):
             raise WeightsFormatError(f"{self._source}: {glob.name} is not callable")
         try:
             return function(*args)
-        except TypeError as exc:  # wrong number of arguments
+        except WeightsFormatError:
+            raise
+        except (TypeError, ValueError, OverflowError) as exc:  # wrong count, absurd values
             raise WeightsFormatError(f"{self._source}: {glob.name}: bad arguments "
-                                     f"({quote(args)}): {exc}") from None
+                                     f"({quote(args)}): {quote(str(exc), 200)}") from None
 
     # ---- storages -------------------------------------------------------------------
 
@@ -303,7 +305,8 @@ def _ordered_dict(*args) -> dict:
 
 def _device(kind, index=None) -> str:
     """Stand-in for ``torch.device``: its string, e.g. ``'cuda:0'``."""
-    if type(kind) is not str or len(kind) > 64 or not (index is None or is_int(index)):
+    if type(kind) is not str or len(kind) > 64 or not (
+            index is None or (is_int(index) and -1 <= index < 1 << 31)):
         raise WeightsFormatError(f"torch.device: bad arguments {quote(kind)}, {quote(index)}")
     return kind if index is None else f"{kind}:{index}"
 
