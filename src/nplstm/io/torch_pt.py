@@ -132,6 +132,9 @@ def _read_storage(zf: zipfile.ZipFile, name: str, nbytes: int, path) -> np.ndarr
     return _read_stored(zf, info, path)
 
 
+_CHUNK = 1 << 20
+
+
 def _read_stored(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray:
     """Read an uncompressed entry straight into a fresh writable buffer, CRC checked.
 
@@ -152,9 +155,14 @@ def _read_stored(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray
     name_len, extra_len = struct.unpack("<HH", local[26:30])
     fp.seek(info.header_offset + 30 + name_len + extra_len)
     buffer = np.empty(info.file_size, dtype=np.uint8)  # (nbytes,)
-    if fp.readinto(buffer) != info.file_size:
-        raise WeightsFormatError(f"{path}: file ends inside zip entry {quote(info.filename)}")
-    if zlib.crc32(buffer) != info.CRC:
+    crc = 0
+    for start in range(0, info.file_size, _CHUNK):  # checksum each chunk while in cache
+        chunk = buffer[start:start + _CHUNK]
+        if fp.readinto(chunk) != chunk.size:
+            raise WeightsFormatError(f"{path}: file ends inside zip entry "
+                                     f"{quote(info.filename)}")
+        crc = zlib.crc32(chunk, crc)
+    if crc != info.CRC:
         raise WeightsFormatError(f"{path}: zip entry {quote(info.filename)}: Bad CRC-32; the "
                                  "file is corrupt")
     return buffer
