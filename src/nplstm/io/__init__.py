@@ -65,7 +65,8 @@ def load_weights(path, key: str | None = None) -> dict[str, np.ndarray]:
 
     Raises:
         WeightsFormatError: not a weight file (the message says what its first bytes
-            look like), a malformed or truncated one, a tensor of a dtype
+            look like), a malformed or truncated one, one beyond the reader's bounds
+            (nesting, sizes, copies: :mod:`nplstm.io.pickle_vm`), a tensor of a dtype
             NumPy lacks (float8, quantized, ...: the message names its key), or no
             state_dict in it (the message lists the top-level keys); a ValueError
             subclass.
@@ -103,9 +104,10 @@ def save_weights(state_dict: Mapping, path) -> None:
             widened to float32, as NumPy has no bfloat16.
         path: ends in ``.safetensors`` or ``.npz`` (uncompressed).
 
-    The file is written beside ``path`` under a temporary name, fsynced and renamed
-    over ``path``: if anything fails, an existing ``path`` is left as it was and no
-    temporary file remains.
+    The file is written to an unnamed temporary file beside ``path`` (a named one
+    where the OS lacks ``O_TMPFILE``), fsynced and renamed over ``path``: if anything
+    fails or the process is interrupted (SIGTERM acts as Ctrl-C), an existing ``path``
+    is left as it was and no temporary file remains (see :mod:`nplstm._atomic`).
 
     Raises:
         TypeError: ``state_dict`` is not a mapping, a key is not a string, or a value
