@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import struct
 import zipfile
@@ -460,3 +461,16 @@ def test_key_on_a_flat_file(tmp_path):
     nio.save_weights(A, tmp_path / "w.npz")
     with pytest.raises(nio.WeightsFormatError, match="no key 'model'.*keys 'w'"):
         nio.load_weights(tmp_path / "w.npz", key="model")
+
+
+@pytest.mark.parametrize("head, hint", [
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model? use nplstm.from_keras)"),
+    (b"\x93NUMPY\x01\x00", "a single .npy array"),
+    (b"\x1f\x8b\x08\x00", "a gzip file"),
+    (b"\x80\x02}q\x00.", "a pickle without torch's magic number"),
+])
+def test_unknown_content_says_what_it_looks_like(tmp_path, head, hint):
+    (tmp_path / "w.bin").write_bytes(head + bytes(40))
+    with pytest.raises(nio.WeightsFormatError, match=re.escape(hint)) as info:
+        nio.load_weights(tmp_path / "w.bin")
+    assert "not a torch.save zip archive or legacy torch.save file" in str(info.value)
