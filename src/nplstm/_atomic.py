@@ -178,7 +178,9 @@ def remove_stale_temporaries(directory: str, name: str) -> list[str]:
 
 
 def _stale(full: str, pid: str | None) -> bool:
-    if pid is None:
+    """Whether a temporary file is left over: its process is gone (POSIX), or, without
+    a pid or a way to ask (os.kill(pid, 0) means Ctrl-C on Windows), old enough."""
+    if pid is None or os.name != "posix":
         with contextlib.suppress(OSError):
             return time.time() - os.stat(full).st_mtime > _OLD_STALE_SECONDS
         return False
