@@ -7,7 +7,7 @@
 ((7, 2, 5), (2, 2, 5), (2, 2, 5))
 """
 
-from . import gates
+from . import gates, grad, losses, optim
 from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
 from .module import IncompatibleKeys
@@ -27,7 +27,10 @@ __all__ = [
     "Trace",
     "__version__",
     "gates",
+    "grad",
     "load_weights",
+    "losses",
+    "optim",
     "save_weights",
 ]
 
