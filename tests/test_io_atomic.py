@@ -19,6 +19,7 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 # The child saves a 16 MiB array over and over; "named" forces the fallback path
 # (a named temporary file), as on systems without O_TMPFILE.
 CHILD = """
+import signal; signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a fresh program has it
 import sys, numpy as np, nplstm.io as nio, nplstm._atomic as a
 if sys.argv[2] == "named":
     a._open_anonymous = lambda directory: (None, None)
@@ -36,6 +37,16 @@ def start_child(path, mode):
     return child
 
 
+def finish(child) -> str:
+    """The child's stderr once it exits; killed (and the test failed) after 30 s."""
+    try:
+        return child.communicate(timeout=30)[1]
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        raise
+
+
 def hidden(directory):
     return sorted(n for n in os.listdir(directory) if n.startswith("."))
 
@@ -47,7 +58,7 @@ def test_sigkill_mid_write_leaves_nothing_after_the_next_save(tmp_path, mode):
         child = start_child(path, mode)
         time.sleep(delay)
         child.kill()
-        child.communicate(timeout=30)
+        finish(child)
     fd, _ = _atomic._open_anonymous(str(tmp_path))  # does this file system have them?
     if fd is not None:
         os.close(fd)
@@ -62,6 +73,7 @@ def test_sigkill_mid_write_leaves_nothing_after_the_next_save(tmp_path, mode):
 
 # The child writes half a file, says so, and waits inside the write for the signal.
 SLOW_CHILD = """
+import signal; signal.signal(signal.SIGTERM, signal.SIG_DFL)  # as a fresh program has it
 import sys, time, numpy as np, nplstm.io as nio, nplstm._atomic as a
 if sys.argv[2] == "named":
     a._open_anonymous = lambda directory: (None, None)
@@ -86,7 +98,7 @@ def test_sigterm_mid_write_acts_as_ctrl_c(tmp_path, mode):
     if mode == "named":
         assert len(hidden(tmp_path)) == 1  # the named temporary file, half written
     child.send_signal(signal.SIGTERM)
-    _, err = child.communicate(timeout=30)
+    err = finish(child)
     assert "KeyboardInterrupt: signal 15 (SIGTERM) while writing" in err
     assert os.listdir(tmp_path) == ["w.npz"]
     assert nio.load_weights(path)["w"].tolist() == [1, 1]  # the old file, untouched
@@ -113,7 +125,8 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path):
 def test_cli_convert_sigterm_exits_130_and_leaves_nothing(tmp_path):
     src = tmp_path / "in.npz"
     nio.save_weights({"w": np.zeros(8 << 20, np.float32)}, src)
-    code = ("import sys, nplstm.io as nio, time\n"
+    code = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_DFL)\n"
+            "import sys, nplstm.io as nio, time\n"
             "real = nio.save_weights\n"
             "def slow(sd, path):\n    print('writing', flush=True); time.sleep(30)\n"
             "nio.save_weights = slow\n"
@@ -122,7 +135,7 @@ def test_cli_convert_sigterm_exits_130_and_leaves_nothing(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "writing"
     child.send_signal(signal.SIGTERM)
-    _, err = child.communicate(timeout=30)
+    err = finish(child)
     assert child.returncode == 130 and "Traceback" not in err
     assert err.strip() == f"nplstm convert: interrupted; {tmp_path / 'o.npz'} left as it was"
     assert sorted(os.listdir(tmp_path)) == ["in.npz"]
