@@ -110,6 +110,12 @@ def cases():
             kl.Masking(0.0)(i))), True, False, False),
         "return_state_inside": (lambda: _fn(lambda i: kl.Dense(2)(kl.LSTM(
             5, return_state=True)(i)[0])), False, False, False),
+        # Two LSTMs of the same shapes whose names run against Keras's order: the
+        # .keras file keeps "lstm_1" under layers/lstm and "lstm" under layers/lstm_1,
+        # so loading by name would silently swap their weights.
+        "name_trap": (lambda: _seq(kl.Dense(4), kl.LSTM(4, return_sequences=True,
+                                                        name="lstm_1"),
+                                   kl.LSTM(4, name="lstm")), False, False, False),
         "stateful": (lambda: _seq(kl.LSTM(5, stateful=True, return_sequences=True),
                                   kl.Bidirectional(kl.GRU(4, stateful=True)), batch=N),
                      False, False, True),
@@ -141,14 +147,19 @@ def steps(name, masked, stateful, seed):
             ("x", inputs(seed + 3))]
 
 
+def reset(model):
+    """Keras 3 has no Model.reset_states: reset each stateful layer."""
+    for layer in model.layers:
+        if getattr(layer, "stateful", False):
+            layer.reset_states()
+
+
 def run_keras(model, calls):
     """Keras's outputs for the calls: a list (one entry per "x") of lists of arrays."""
     results = []
     for call in calls:
         if call[0] == "reset":
-            for layer in model.layers:
-                if hasattr(layer, "reset_states"):
-                    layer.reset_states()
+            reset(model)
             continue
         y = model.predict(call[1], batch_size=len(call[1]), verbose=0)
         results.append([np.asarray(a) for a in (y if isinstance(y, (list, tuple)) else [y])])

@@ -1,0 +1,95 @@
+"""Committed Keras files (tests/fixtures/keras, made by make_fixtures.py there) against
+the outputs Keras gave when it made them: the formats are tested where Keras is absent."""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import numpy as np
+import pytest
+
+import nplstm
+
+pytest.importorskip("h5py")
+
+HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "keras")
+HAS_OPTIONS = "activations" in inspect.signature(nplstm.LSTM).parameters
+NEEDS_OPTIONS = ("gru_reset_before.h5", "hard_sigmoid.keras", "hard_sigmoid_keras2.h5")
+
+
+def _expected():
+    with np.load(os.path.join(HERE, "expected.npz")) as f:
+        return dict(f)
+
+
+EXPECTED = _expected()
+FILES = sorted({k.split("/")[0] for k in EXPECTED})
+
+
+def run_file(filename):
+    """nplstm's outputs for the file's calls: ``{"y{k}_{j}": array}``."""
+    model = nplstm.from_keras(os.path.join(HERE, filename))
+    out, k = {}, 0
+    for call in EXPECTED[f"{filename}/calls"]:
+        if call == "reset":
+            model.reset_states()
+            continue
+        y = model(EXPECTED[f"{filename}/x{k}"])
+        for j, a in enumerate(y if isinstance(y, list) else [y]):
+            out[f"y{k}_{j}"] = a
+        k += 1
+    return out
+
+
+@pytest.mark.parametrize("filename", FILES)
+def test_fixture_matches_keras(filename):
+    if filename in NEEDS_OPTIONS and not HAS_OPTIONS:
+        pytest.skip("needs the layer options of CONTRACT-options")
+    got = run_file(filename)
+    want = {k.split("/")[1]: v for k, v in EXPECTED.items()
+            if k.startswith(filename + "/y")}
+    assert sorted(got) == sorted(want)
+    for key, value in want.items():
+        assert got[key].dtype == np.float32
+        np.testing.assert_allclose(got[key], value, rtol=0, atol=1e-5,
+                                   err_msg=f"{filename} {key}")
+
+
+def test_keras2_hard_sigmoid_differs_from_keras3():
+    """The two fixtures hold the same weights; Keras 2's hard_sigmoid (0.2x + 0.5)
+    and Keras 3's (x/6 + 0.5) must give visibly different outputs, so the
+    matching test above tells them apart."""
+    a = EXPECTED["hard_sigmoid.keras/y0_0"]
+    b = EXPECTED["hard_sigmoid_keras2.h5/y0_0"]
+    assert np.abs(a - b).max() > 1e-2
+
+
+def test_name_trap_file_stores_weights_out_of_name_order():
+    """The trap the importer avoids: in the .keras file the layer named "lstm_1"
+    lies under layers/lstm. Loading by name would swap the two LSTMs' weights
+    (same shapes, so nothing would complain); test_fixture_matches_keras shows the
+    importer does not."""
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(os.path.join(HERE, "name_trap.keras")) as z:
+        blob = z.read("model.weights.h5")
+    with h5py.File(io.BytesIO(blob), "r") as f:
+        assert f["layers/lstm/vars"].attrs["name"] == "lstm_1"
+        assert f["layers/lstm_1/vars"].attrs["name"] == "lstm"
+        assert f["layers/lstm/cell/vars/0"].shape == f["layers/lstm_1/cell/vars/0"].shape
+
+
+def test_name_order_loading_would_be_caught():
+    """Load the two LSTMs' weights the way name matching would (swapped): the
+    outputs then miss Keras's by far more than the tolerance."""
+    model = nplstm.from_keras(os.path.join(HERE, "name_trap.keras"))
+    sd = model.state_dict()
+    swapped = {k.replace("1.", "#.", 1).replace("2.", "1.", 1).replace("#.", "2.", 1)
+               if k[0] in "12" else k: v for k, v in sd.items()}
+    model.load_state_dict(swapped)
+    y = model(EXPECTED["name_trap.keras/x0"])
+    assert np.abs(y - EXPECTED["name_trap.keras/y0_0"]).max() > 1e-2
