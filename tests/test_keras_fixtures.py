@@ -93,3 +93,47 @@ def test_name_order_loading_would_be_caught():
     model.load_state_dict(swapped)
     y = model(EXPECTED["name_trap.keras/x0"])
     assert np.abs(y - EXPECTED["name_trap.keras/y0_0"]).max() > 1e-2
+
+
+def _as_keras2_config(config):
+    """A Keras 3 functional config in Keras 2's layout: inbound nodes as
+    ``[[name, node, tensor, kwargs]]``, no mask ops (Keras 2 propagated masks
+    implicitly), ``dtype`` as a string, ``batch_input_shape``."""
+    layers = []
+    for item in config["config"]["layers"]:
+        if item["class_name"] in ("NotEqual", "Any"):
+            continue
+        item = dict(item)
+        nodes = []
+        for node in item["inbound_nodes"]:
+            history = node["args"][0]["config"]["keras_history"]
+            nodes.append([[history[0], history[1], history[2], {}]])
+        item["inbound_nodes"] = nodes
+        cfg = dict(item["config"])
+        if isinstance(cfg.get("dtype"), dict):
+            cfg["dtype"] = cfg["dtype"]["config"]["name"]
+        if "batch_shape" in cfg:
+            cfg["batch_input_shape"] = cfg.pop("batch_shape")
+        item["config"] = cfg
+        layers.append(item)
+    inner = dict(config["config"], layers=layers, input_layers=[config["config"]
+                 ["input_layers"]], output_layers=[config["config"]["output_layers"]])
+    return dict(config, class_name="Functional", config=inner)
+
+
+def test_keras2_layout_of_a_functional_masked_model(tmp_path):
+    """Keras 2 files: no mask ops in the graph; masks follow Keras's compute_mask."""
+    import json
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "keras2.h5"
+    shutil.copy(os.path.join(HERE, "masked_stack.h5"), path)
+    with h5py.File(path, "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        f.attrs["model_config"] = json.dumps(_as_keras2_config(config))
+        f.attrs["keras_version"] = "2.15.0"
+    model = nplstm.from_keras(path)
+    x = EXPECTED["masked_stack.h5/x0"]
+    np.testing.assert_allclose(model(x), EXPECTED["masked_stack.h5/y0_0"], rtol=0, atol=1e-5)
