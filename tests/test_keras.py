@@ -147,3 +147,26 @@ def test_float64_model():
     got = ours(x)
     assert want.dtype == got.dtype == np.float64
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_readme_keras_section_runs(tmp_path):
+    """The README's Keras blocks as printed: saved by Keras, run with keras,
+    tensorflow and torch impossible to import."""
+    import re
+
+    with open(os.path.join(os.path.dirname(SRC), "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme.split("## Keras models without Keras", 1)[1].split("\n## ", 1)[0]
+    train, deploy = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    env = dict(os.environ, PYTHONPATH=SRC, KERAS_BACKEND="torch",
+               PYTHONWARNINGS="ignore::DeprecationWarning")
+    proc = subprocess.run([sys.executable, "-c", train], cwd=tmp_path, env=env, check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    block = keras_cases.RUNNER.split("import json")[0]  # the import blocker
+    proc = subprocess.run([sys.executable, "-c", block + deploy], cwd=tmp_path, env=env,
+                          check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert "\n".join(lines[:-1]) in deploy.replace("# ", "")  # the repr, as printed
+    assert float(lines[-1]) < TOL

@@ -59,8 +59,9 @@ def test_unsupported_layer_is_named(tmp_path):
     ("activation", "gelu", r"layer 'lstm_1' \(LSTM\): activation 'gelu' is not supported"),
 ])
 def test_unsupported_option_is_named(tmp_path, key, value, message):
-    names = [l["name"] for l in json.loads(zipfile.ZipFile(MASKED).read("config.json"))
-             ["config"]["layers"] if l["class_name"] == "LSTM"]
+    with zipfile.ZipFile(MASKED) as z:
+        config = json.loads(z.read("config.json"))
+    names = [l["name"] for l in config["config"]["layers"] if l["class_name"] == "LSTM"]
 
     def edit(c):
         layer(c, names[0])["config"][key] = value
