@@ -116,6 +116,16 @@ def cases():
         "name_trap": (lambda: _seq(kl.Dense(4), kl.LSTM(4, return_sequences=True,
                                                         name="lstm_1"),
                                    kl.LSTM(4, name="lstm")), False, False, False),
+        # (unroll with a mask and go_backwards fails inside Keras 3.15's torch backend:
+        # torch.flip on a tuple; not a case Keras can make)
+        "unrolled_masked": (lambda: _seq(kl.Masking(0.0), kl.LSTM(5, unroll=True,
+                                                                  return_sequences=True),
+                                         kl.GRU(4, unroll=True)),
+                            True, False, False),
+        "stateful_masked": (lambda: _seq(kl.Masking(0.0), kl.GRU(4, stateful=True,
+                                                                  return_sequences=True),
+                                         kl.LSTM(5, stateful=True), batch=N),
+                            True, False, True),
         "stateful": (lambda: _seq(kl.LSTM(5, stateful=True, return_sequences=True),
                                   kl.Bidirectional(kl.GRU(4, stateful=True)), batch=N),
                      False, False, True),
@@ -143,8 +153,8 @@ def steps(name, masked, stateful, seed):
     """The calls of one case: predictions, and for stateful models resets between."""
     if not stateful:
         return [("x", inputs(seed, masked))]
-    return [("x", inputs(seed)), ("x", inputs(seed + 1)), ("reset",), ("x", inputs(seed + 2)),
-            ("x", inputs(seed + 3))]
+    return [("x", inputs(seed, masked)), ("x", inputs(seed + 1, masked)), ("reset",),
+            ("x", inputs(seed + 2, masked)), ("x", inputs(seed + 3))]
 
 
 def reset(model):

@@ -137,3 +137,16 @@ def test_keras2_layout_of_a_functional_masked_model(tmp_path):
     model = nplstm.from_keras(path)
     x = EXPECTED["masked_stack.h5/x0"]
     np.testing.assert_allclose(model(x), EXPECTED["masked_stack.h5/y0_0"], rtol=0, atol=1e-5)
+
+
+def test_trace_through_the_recurrent_layers():
+    """``model.trace(x)``: one Trace per recurrent layer, on the input it received."""
+    model = nplstm.from_keras(os.path.join(HERE, "name_trap.keras"))
+    x = EXPECTED["name_trap.keras/x0"]
+    traces = model.trace(x)
+    assert sorted(traces) == [1, 2]
+    hidden = model[0](x)  # Dense(4): the first LSTM's input
+    np.testing.assert_array_equal(traces[1].input, hidden)
+    np.testing.assert_array_equal(traces[1].output, model[1](hidden))
+    np.testing.assert_array_equal(traces[2].h_n[0], model(x))  # the last LSTM's h_n
+    assert traces[2].names == ("i", "f", "g", "o", "h", "c")
