@@ -102,8 +102,9 @@ def cases():
         "masked_backwards": (lambda: _seq(kl.Masking(0.0),
                                           kl.GRU(4, go_backwards=True, return_sequences=True),
                                           kl.LSTM(5, go_backwards=True)), True, False, False),
-        "masked_zero_output": (lambda: _seq(kl.Masking(0.0), kl.LSTM(
-            5, return_sequences=True, zero_output_for_mask=True)), True, False, False),
+        "masked_zero_output": (lambda: _fn(lambda i: kl.GRU(4, zero_output_for_mask=True)(
+            kl.LSTM(5, return_sequences=True, zero_output_for_mask=True)(
+                kl.Masking(0.0)(i)))), True, False, False),
         "return_state_lstm": (lambda: _fn(lambda i: kl.LSTM(
             5, return_sequences=True, return_state=True)(i)), False, False, False),
         "return_state_gru_masked": (lambda: _fn(lambda i: kl.GRU(4, return_state=True)(

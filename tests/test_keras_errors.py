@@ -43,7 +43,9 @@ def rewrite(tmp_path, edit_config=None, edit_weights=None, src=MASKED):
 
 
 def layer(config, name):
-    return next(l for l in config["config"]["layers"] if l["name"] == name)
+    """The first layer named ``name`` or ``name_<k>`` (Keras numbers repeated names)."""
+    return next(l for l in config["config"]["layers"]
+                if l["name"] == name or l["name"].startswith(name + "_"))
 
 
 def test_unsupported_layer_is_named(tmp_path):
@@ -91,8 +93,8 @@ def test_not_a_chain_is_refused(tmp_path):
 
     def skip(c):  # the Dense takes the Masking's output, skipping the recurrent layers
         node = layer(c, "dense")["inbound_nodes"][0]
-        node["args"][0]["config"]["keras_history"] = ["masking", 0, 0]
-    with pytest.raises(NotImplementedError, match="takes \\['masking'\\], not the previous"):
+        node["args"][0]["config"]["keras_history"] = [layer(c, "masking")["name"], 0, 0]
+    with pytest.raises(NotImplementedError, match="takes \\['masking.*'\\], not the previous"):
         nplstm.from_keras(rewrite(tmp_path, skip))
 
     def op(c):
@@ -108,7 +110,7 @@ def test_mask_from_elsewhere_is_refused(tmp_path):
         for item in c["config"]["layers"]:
             if item["class_name"] == "NotEqual":
                 item["inbound_nodes"][0]["args"][0]["config"]["keras_history"] = [
-                    "bidirectional", 0, 0]
+                    layer(c, "bidirectional")["name"], 0, 0]
     with pytest.raises(NotImplementedError, match="is not one a Masking layer made"):
         nplstm.from_keras(rewrite(tmp_path, edit))
 
@@ -213,3 +215,60 @@ def test_keras_layer_classes_check_their_input():
         kl.Masking()(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"Reshape: cannot reshape input of shape \(2, 3\)"):
         kl.Reshape((4,))(np.ones((2, 3)))
+
+
+def _bidirectional(c):
+    return layer(c, "bidirectional")["config"]
+
+
+def _first_lstm(c):
+    return next(l for l in c["config"]["layers"] if l["class_name"] == "LSTM")
+
+
+def _nested(c):
+    layer(c, "dense")["class_name"] = "Sequential"
+
+
+def _shared(c):
+    item = layer(c, "dense")
+    item["inbound_nodes"] = item["inbound_nodes"] * 2
+
+
+def _two_inputs(c):
+    c["config"]["input_layers"] = [["input_layer", 0, 0], ["other", 0, 0]]
+
+
+def _output_one(c):
+    node = layer(c, "dense")["inbound_nodes"][0]
+    node["args"][0]["config"]["keras_history"][2] = 1
+
+
+def _time_distributed(c):
+    item = layer(c, "dense")
+    item["class_name"] = "TimeDistributed"
+    item["config"] = {"name": item["name"], "layer": {"class_name": "Conv1D", "config": {}}}
+
+
+def _flatten_first(c):
+    item = layer(c, "masking")
+    item["class_name"] = "Flatten"
+    item["config"] = {"name": item["name"], "data_format": "channels_first"}
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c: _bidirectional(c)["layer"]["config"].update(go_backwards=True),
+     "Bidirectional of a go_backwards layer"),
+    (lambda c: _bidirectional(c)["backward_layer"]["config"].update(units=9),
+     "backward_layer configured unlike the forward layer"),
+    (lambda c: _first_lstm(c)["config"].update(recurrent_activation="gelu"),
+     "activation 'gelu' is not supported"),
+    (_nested, "is a nested Sequential model"),
+    (_shared, r"is called 2 times \(a shared layer\)"),
+    (_two_inputs, "a model with 2 inputs"),
+    (_output_one, "takes output 1 of"),
+    (_time_distributed, r"TimeDistributed\(Conv1D\) is not supported"),
+    (_flatten_first, "data_format='channels_first' is not supported"),
+])
+def test_unsupported_structures_are_named(tmp_path, edit, message):
+    with pytest.raises(NotImplementedError, match=message):
+        nplstm.from_keras(rewrite(tmp_path, edit))
