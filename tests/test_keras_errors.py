@@ -250,7 +250,7 @@ def _time_distributed(c):
 
 
 def _flatten_first(c):
-    item = layer(c, "masking")
+    item = layer(c, "dense")
     item["class_name"] = "Flatten"
     item["config"] = {"name": item["name"], "data_format": "channels_first"}
 
