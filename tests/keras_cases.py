@@ -96,6 +96,10 @@ def cases():
         "masked_stack": (lambda: _fn(lambda i: kl.Dense(2)(kl.LSTM(6)(kl.Bidirectional(
             kl.GRU(4, return_sequences=True), merge_mode="sum")(kl.LSTM(
                 5, return_sequences=True)(kl.Masking(0.0)(i)))))), True, False, False),
+        "masked_functional_plumbing": (lambda: _fn(lambda i: kl.GRU(3)(kl.Dense(4)(
+            kl.TimeDistributed(kl.Dense(4, activation="relu"))(kl.Activation("tanh")(
+                kl.Dropout(0.2)(kl.LSTM(5, return_sequences=True)(kl.Masking(0.0)(i)))))))),
+            True, False, False),
         "masked_seq_out": (lambda: _seq(kl.Masking(0.0), kl.LSTM(5, return_sequences=True),
                                         kl.SimpleRNN(4, return_sequences=True),
                                         kl.TimeDistributed(kl.Dense(2))), True, False, False),

@@ -272,3 +272,10 @@ def _flatten_first(c):
 def test_unsupported_structures_are_named(tmp_path, edit, message):
     with pytest.raises(NotImplementedError, match=message):
         nplstm.from_keras(rewrite(tmp_path, edit))
+
+
+def test_graph_mask_must_be_the_one_sequential_gives(tmp_path):
+    def drop(c):  # the first LSTM gets no mask in the graph, though a Masking precedes it
+        _first_lstm(c)["inbound_nodes"][0]["kwargs"].pop("mask")
+    with pytest.raises(NotImplementedError, match="receives the mask of None in the graph"):
+        nplstm.from_keras(rewrite(tmp_path, drop))

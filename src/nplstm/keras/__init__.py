@@ -60,7 +60,7 @@ def _load(path):
         if builder is None:
             raise NotImplementedError(f"layer {entry.name!r}: Keras layer class "
                                       f"{entry.class_name!r} is not supported")
-        if entry.mask_from != "?" and entry.mask_from != mask_from:
+        if not _mask_agrees(entry, mask_from):
             raise NotImplementedError(f"layer {entry.name!r} receives the mask of "
                                       f"{entry.mask_from!r} in the graph, not that of "
                                       f"{mask_from!r}: not supported")
@@ -76,6 +76,20 @@ def _load(path):
         raise ValueError(f"{path}: weights no layer took: {unused[:6]}: the file does not "
                          "match its config")
     return Sequential(modules)
+
+
+#: Layers whose call takes Keras's mask: a graph gives it to them whenever one exists.
+_MASK_TAKERS = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
+
+
+def _mask_agrees(entry, mask_from):
+    """The mask the graph gives this layer is the one Sequential will (layers whose
+    call has no mask argument, such as Dense, get none in the graph and need none)."""
+    if entry.mask_from == "?":  # Sequential and Keras 2 configs: compute_mask rules only
+        return True
+    if entry.mask_from is None and entry.class_name not in _MASK_TAKERS:
+        return True
+    return entry.mask_from == mask_from
 
 
 def _mask_after(entry, module, mask_from):
