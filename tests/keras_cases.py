@@ -51,35 +51,34 @@ def _fn(make, batch=None):
 
 
 def cases():
-    """``{name: (build() -> model, masked, needs_options, stateful)}``."""
+    """``{name: (build() -> model, masked, stateful)}``."""
     import keras
     from keras import layers as kl
 
     out = {
-        "lstm_seq": (lambda: _seq(kl.LSTM(5, return_sequences=True)), False, False, False),
+        "lstm_seq": (lambda: _seq(kl.LSTM(5, return_sequences=True)), False, False),
         "lstm_last_softmax": (lambda: _seq(kl.LSTM(5), kl.Dense(4, activation="softmax")),
-                              False, False, False),
-        "gru_reset_after": (lambda: _seq(kl.GRU(4, return_sequences=True)), False, False,
-                            False),
+                              False, False),
+        "gru_reset_after": (lambda: _seq(kl.GRU(4, return_sequences=True)), False, False),
         "gru_reset_before": (lambda: _seq(kl.GRU(4, reset_after=False,
-                                                 return_sequences=True)), False, True, False),
+                                                 return_sequences=True)), False, False),
         "simple_rnn_relu": (lambda: _seq(kl.SimpleRNN(4, activation="relu",
                                                       return_sequences=True)),
-                            False, False, False),
+                            False, False),
         "no_bias": (lambda: _seq(kl.LSTM(5, use_bias=False, return_sequences=True),
                                  kl.GRU(4, use_bias=False, return_sequences=True),
                                  kl.SimpleRNN(3, use_bias=False), kl.Dense(2, use_bias=False)),
-                    False, False, False),
+                    False, False),
         "stacked": (lambda: _seq(kl.LSTM(5, return_sequences=True),
                                  kl.GRU(4, return_sequences=True), kl.SimpleRNN(6),
-                                 kl.Dense(2, activation="tanh")), False, False, False),
+                                 kl.Dense(2, activation="tanh")), False, False),
         "go_backwards": (lambda: _seq(kl.LSTM(5, go_backwards=True, return_sequences=True),
-                                      kl.GRU(4, go_backwards=True)), False, False, False),
+                                      kl.GRU(4, go_backwards=True)), False, False),
         "plumbing": (lambda: _seq(kl.LSTM(5, return_sequences=True), kl.Dropout(0.5),
                                   kl.SpatialDropout1D(0.3), kl.GaussianNoise(1.0),
                                   kl.TimeDistributed(kl.Dense(3, activation="elu")),
                                   kl.Activation("selu"), kl.Flatten(),
-                                  kl.Dense(2, activation="sigmoid")), False, False, False),
+                                  kl.Dense(2, activation="sigmoid")), False, False),
         "dense_activations": (lambda: _seq(
             kl.LSTM(5, return_sequences=True), kl.Activation("relu6"),
             kl.GaussianDropout(0.3), kl.Dense(4, activation="leaky_relu"),
@@ -87,61 +86,67 @@ def cases():
             kl.Activation("exponential"), kl.Dense(4, activation="mish"),
             kl.Activation("hard_silu"), kl.Dense(4, activation="hard_sigmoid"),
             kl.Activation("silu"), kl.Dense(3, activation="relu"), kl.Activation("linear")),
-            False, False, False),
+            False, False),
         "reshape": (lambda: _seq(kl.GRU(4, return_sequences=True), kl.Reshape((L * 4,)),
-                                 kl.Dense(3, activation="swish")), False, False, False),
+                                 kl.Dense(3, activation="swish")), False, False),
         "hard_sigmoid": (lambda: _seq(kl.LSTM(5, recurrent_activation="hard_sigmoid",
                                               return_sequences=True),
                                       kl.GRU(4, recurrent_activation="hard_sigmoid",
                                              return_sequences=True),
                                       kl.SimpleRNN(3, activation="hard_sigmoid")),
-                         False, True, False),
+                         False, False),
         "activations": (lambda: _seq(kl.LSTM(5, activation="relu",
                                               recurrent_activation="tanh",
                                               return_sequences=True),
                                       kl.GRU(4, activation="softsign", return_sequences=True)),
-                        False, True, False),
+                        False, False),
         "masked_stack": (lambda: _fn(lambda i: kl.Dense(2)(kl.LSTM(6)(kl.Bidirectional(
             kl.GRU(4, return_sequences=True), merge_mode="sum")(kl.LSTM(
-                5, return_sequences=True)(kl.Masking(0.0)(i)))))), True, False, False),
+                5, return_sequences=True)(kl.Masking(0.0)(i)))))), True, False),
         "masked_functional_plumbing": (lambda: _fn(lambda i: kl.GRU(3)(kl.Dense(4)(
             kl.TimeDistributed(kl.Dense(4, activation="relu"))(kl.Activation("tanh")(
                 kl.Dropout(0.2)(kl.LSTM(5, return_sequences=True)(kl.Masking(0.0)(i)))))))),
-            True, False, False),
+            True, False),
         "masked_seq_out": (lambda: _seq(kl.Masking(0.0), kl.LSTM(5, return_sequences=True),
                                         kl.SimpleRNN(4, return_sequences=True),
-                                        kl.TimeDistributed(kl.Dense(2))), True, False, False),
+                                        kl.TimeDistributed(kl.Dense(2))), True, False),
         "masked_backwards": (lambda: _seq(kl.Masking(0.0),
                                           kl.GRU(4, go_backwards=True, return_sequences=True),
-                                          kl.LSTM(5, go_backwards=True)), True, False, False),
+                                          kl.LSTM(5, go_backwards=True)), True, False),
         "masked_zero_output": (lambda: _fn(lambda i: kl.GRU(4, zero_output_for_mask=True)(
             kl.LSTM(5, return_sequences=True, zero_output_for_mask=True)(
-                kl.Masking(0.0)(i)))), True, False, False),
+                kl.Masking(0.0)(i)))), True, False),
         "return_state_lstm": (lambda: _fn(lambda i: kl.LSTM(
-            5, return_sequences=True, return_state=True)(i)), False, False, False),
+            5, return_sequences=True, return_state=True)(i)), False, False),
         "return_state_gru_masked": (lambda: _fn(lambda i: kl.GRU(4, return_state=True)(
-            kl.Masking(0.0)(i))), True, False, False),
+            kl.Masking(0.0)(i))), True, False),
         "return_state_inside": (lambda: _fn(lambda i: kl.Dense(2)(kl.LSTM(
-            5, return_state=True)(i)[0])), False, False, False),
+            5, return_state=True)(i)[0])), False, False),
         # Two LSTMs of the same shapes whose names run against Keras's order: the
         # .keras file keeps "lstm_1" under layers/lstm and "lstm" under layers/lstm_1,
         # so loading by name would silently swap their weights.
         "name_trap": (lambda: _seq(kl.Dense(4), kl.LSTM(4, return_sequences=True,
                                                         name="lstm_1"),
-                                   kl.LSTM(4, name="lstm")), False, False, False),
+                                   kl.LSTM(4, name="lstm")), False, False),
         # (unroll with a mask and go_backwards fails inside Keras 3.15's torch backend:
         # torch.flip on a tuple; not a case Keras can make)
         "unrolled_masked": (lambda: _seq(kl.Masking(0.0), kl.LSTM(5, unroll=True,
                                                                   return_sequences=True),
                                          kl.GRU(4, unroll=True)),
-                            True, False, False),
+                            True, False),
         "stateful_masked": (lambda: _seq(kl.Masking(0.0), kl.GRU(4, stateful=True,
                                                                   return_sequences=True),
                                          kl.LSTM(5, stateful=True), batch=N),
-                            True, False, True),
+                            True, True),
+        "recurrent_activations": (lambda: _seq(
+            kl.LSTM(5, activation="elu", recurrent_activation="softsign",
+                    return_sequences=True),
+            kl.GRU(4, activation="relu", recurrent_activation="linear", reset_after=False,
+                   return_sequences=True),
+            kl.SimpleRNN(3, activation="softplus", go_backwards=True)), False, False),
         "stateful": (lambda: _seq(kl.LSTM(5, stateful=True, return_sequences=True),
                                   kl.Bidirectional(kl.GRU(4, stateful=True)), batch=N),
-                     False, False, True),
+                     False, True),
     }
     for mode in ("concat", "sum", "mul", "ave", None):
         for masked in (False, True):
@@ -155,9 +160,9 @@ def cases():
                     return kl.Bidirectional(kl.GRU(4), merge_mode=mode)(y)
                 return _fn(body)
             name = f"bidirectional_{mode}" + ("_masked" if masked else "")
-            out[name] = (make, masked, False, False)
+            out[name] = (make, masked, False)
     out["bidirectional_return_state"] = (lambda: _fn(lambda i: kl.Bidirectional(
-        kl.LSTM(5, return_state=True))(kl.Masking(0.0)(i))), True, False, False)
+        kl.LSTM(5, return_state=True))(kl.Masking(0.0)(i))), True, False)
     del keras
     return out
 

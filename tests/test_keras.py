@@ -4,7 +4,6 @@ where keras, tensorflow and torch cannot be imported, matched to model.predict."
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import subprocess
@@ -23,15 +22,10 @@ import nplstm
 sys.path.insert(0, os.path.dirname(__file__))
 import keras_cases
 
-HAS_OPTIONS = "activations" in inspect.signature(nplstm.LSTM).parameters
 TOL = 1e-5  # float32, absolute
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 CASES = keras_cases.cases()
 FORMATS = ("keras", "h5")
-
-
-def _runnable(name):
-    return HAS_OPTIONS or not CASES[name][2]
 
 
 def run_without_keras(manifest, arrays, tmp):
@@ -63,9 +57,7 @@ def results(tmp_path_factory):
 
 def _build_all(tmp):
     manifest, arrays, expected = [], {}, {}
-    for seed, (name, (build, masked, _, stateful)) in enumerate(sorted(CASES.items())):
-        if not _runnable(name):
-            continue
+    for seed, (name, (build, masked, stateful)) in enumerate(sorted(CASES.items())):
         model = keras_cases.randomize(build(), seed)
         calls = keras_cases.steps(name, masked, stateful, seed)
         for fmt in FORMATS:
@@ -88,9 +80,6 @@ def _build_all(tmp):
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_matches_predict(results, name, fmt):
-    if not _runnable(name):
-        pytest.skip("needs the layer options of CONTRACT-options (activations, "
-                    "linear_before_reset)")
     expected, (got, errors) = results
     assert f"{name}.{fmt}" not in errors, errors.get(f"{name}.{fmt}")
     for k, outputs in enumerate(expected[name]):

@@ -3,7 +3,6 @@ the outputs Keras gave when it made them: the formats are tested where Keras is 
 
 from __future__ import annotations
 
-import inspect
 import os
 
 import numpy as np
@@ -14,8 +13,6 @@ import nplstm
 pytest.importorskip("h5py")
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "keras")
-HAS_OPTIONS = "activations" in inspect.signature(nplstm.LSTM).parameters
-NEEDS_OPTIONS = ("gru_reset_before.h5", "hard_sigmoid.keras", "hard_sigmoid_keras2.h5")
 
 
 def _expected():
@@ -44,8 +41,6 @@ def run_file(filename):
 
 @pytest.mark.parametrize("filename", FILES)
 def test_fixture_matches_keras(filename):
-    if filename in NEEDS_OPTIONS and not HAS_OPTIONS:
-        pytest.skip("needs the layer options of CONTRACT-options")
     got = run_file(filename)
     want = {k.split("/")[1]: v for k, v in EXPECTED.items()
             if k.startswith(filename + "/y")}
@@ -150,3 +145,14 @@ def test_trace_through_the_recurrent_layers():
     np.testing.assert_array_equal(traces[1].output, model[1](hidden))
     np.testing.assert_array_equal(traces[2].h_n[0], model(x))  # the last LSTM's h_n
     assert traces[2].names == ("i", "f", "g", "o", "h", "c")
+
+
+def test_hard_sigmoid_fixtures_reach_both_clip_bounds():
+    """The hard_sigmoid fixtures test the clipped parts too: some gates of the loaded
+    LSTM are exactly 0 or 1, others strictly between."""
+    for filename in ("hard_sigmoid.keras", "hard_sigmoid_keras2.h5"):
+        model = nplstm.from_keras(os.path.join(HERE, filename))
+        trace = model.trace(EXPECTED[f"{filename}/x0"])[0]
+        gates = np.concatenate([trace.gate(g).ravel() for g in ("i", "f", "o")])
+        assert np.any(gates == 0) and np.any(gates == 1), filename
+        assert np.any((gates > 0) & (gates < 1)), filename

@@ -167,12 +167,8 @@ def recurrent(entry, weights, major, dtype, outputs):
         options["linear_before_reset"] = False
     layer_cls = _FAMILIES[cls][0]
     F = params["weight_ih_l0"].shape[1]
-    try:
-        layer = layer_cls(F, int(rnn_cfg["units"]), bias=bool(rnn_cfg.get("use_bias", True)),
-                          batch_first=True, bidirectional=D == 2, dtype=dtype, **options)
-    except TypeError as exc:  # the layer options of CONTRACT-options are not there
-        raise NotImplementedError(f"layer {name!r} ({cls}): needs layer options {options} "
-                                  f"that this nplstm does not have ({exc})") from None
+    layer = layer_cls(F, int(rnn_cfg["units"]), bias=bool(rnn_cfg.get("use_bias", True)),
+                      batch_first=True, bidirectional=D == 2, dtype=dtype, **options)
     layer.load_state_dict(params)
     return_state = bool(rnn_cfg.get("return_state"))
     if return_state and outputs == [0]:
