@@ -141,9 +141,9 @@ def cases():
         "recurrent_activations": (lambda: _seq(
             kl.LSTM(5, activation="elu", recurrent_activation="softsign",
                     return_sequences=True),
-            kl.GRU(4, activation="relu", recurrent_activation="linear", reset_after=False,
-                   return_sequences=True),
-            kl.SimpleRNN(3, activation="softplus", go_backwards=True)), False, False),
+            kl.GRU(4, activation="softplus", recurrent_activation="hard_sigmoid",
+                   reset_after=False, return_sequences=True),
+            kl.SimpleRNN(3, activation="linear", go_backwards=True)), False, False),
         "stateful": (lambda: _seq(kl.LSTM(5, stateful=True, return_sequences=True),
                                   kl.Bidirectional(kl.GRU(4, stateful=True)), batch=N),
                      False, True),

@@ -86,6 +86,7 @@ def test_matches_predict(results, name, fmt):
         for j, want in enumerate(outputs):
             key = f"{name}.{fmt}/{k}/{j}"
             assert key in got, f"nplstm returned fewer outputs than Keras ({key})"
+            assert np.all(np.isfinite(want)), f"{key}: Keras's output is not finite"
             assert got[key].shape == want.shape, key
             assert got[key].dtype == np.float32, key
             np.testing.assert_allclose(got[key], want, rtol=0, atol=TOL, err_msg=key)
