@@ -120,6 +120,11 @@ def cases():
             5, return_sequences=True, return_state=True)(i)), False, False),
         "return_state_gru_masked": (lambda: _fn(lambda i: kl.GRU(4, return_state=True)(
             kl.Masking(0.0)(i))), True, False),
+        "return_state_pick": (lambda: _fn(lambda i: kl.GRU(4, return_state=True)(i)[1:]),
+                              False, False),
+        "bidirectional_None_first": (lambda: _fn(lambda i: kl.Dense(2)(kl.Bidirectional(
+            kl.LSTM(5, return_sequences=True), merge_mode=None)(kl.Masking(0.0)(i))[1])),
+            True, False),
         "return_state_inside": (lambda: _fn(lambda i: kl.Dense(2)(kl.LSTM(
             5, return_state=True)(i)[0])), False, False),
         # Two LSTMs of the same shapes whose names run against Keras's order: the

@@ -265,7 +265,9 @@ def _flatten_first(c):
     (_nested, "is a nested Sequential model"),
     (_shared, r"is called 2 times \(a shared layer\)"),
     (_two_inputs, "a model with 2 inputs"),
-    (_output_one, "takes output 1 of"),
+    (_output_one, "output 1 of a layer with 1 outputs"),
+    (lambda c: c["config"].update(output_layers=[[layer(c, "dense")["name"], 0, 1]]),
+     r"output \[1\] of layer 'dense', which has one output"),
     (_time_distributed, r"TimeDistributed\(Conv1D\) is not supported"),
     (_flatten_first, "data_format='channels_first' is not supported"),
 ])
@@ -279,3 +281,10 @@ def test_graph_mask_must_be_the_one_sequential_gives(tmp_path):
         _first_lstm(c)["inbound_nodes"][0]["kwargs"].pop("mask")
     with pytest.raises(NotImplementedError, match="receives the mask of None in the graph"):
         nplstm.from_keras(rewrite(tmp_path, drop))
+
+
+def test_several_arrays_into_the_next_layer_are_refused(tmp_path):
+    def edit(c):  # a Sequential model: the first LSTM would hand on [output, h, c]
+        c["config"]["layers"][1]["config"]["return_state"] = True
+    with pytest.raises(NotImplementedError, match="returns 3 arrays .* only the last layer"):
+        nplstm.from_keras(rewrite(tmp_path, edit, src=os.path.join(HERE, "stateful.keras")))

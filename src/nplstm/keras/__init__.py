@@ -51,9 +51,17 @@ def from_keras(source):
 
 def _load(path):
     f = open_model_file(path)
+    try:
+        return _build(f, path)
+    finally:
+        f.close()
+
+
+def _build(f, path):
+    """Each layer of the chain built, its weights taken in Keras's order; all used."""
     entries = graph.chain(f.config)
-    modules, mask_from, dtype = [], None, None
-    for i, entry in enumerate(entries):
+    modules, names, mask_from, dtype = [], [], None, None
+    for entry in entries:
         if entry.class_name == "InputLayer":
             continue
         builder = build.BUILDERS.get(entry.class_name)
@@ -69,8 +77,17 @@ def _load(path):
         path_in_file = f.path_of(entry.class_name) if isinstance(f, KerasArchive) else None
         weights = f.weights(path_in_file, entry.name, parts) if parts else []
         module = builder(entry, weights, f.major, dtype, entry.outputs)
+        if entry.outputs not in (None, [0]) and not hasattr(module, "select"):
+            raise NotImplementedError(f"output {entry.outputs} of layer {entry.name!r}, "
+                                      "which has one output")
         mask_from = _mask_after(entry, module, mask_from)
         modules.append(module)
+        names.append((entry.name, module))
+    for name, module in names[:-1]:
+        if getattr(module, "outputs", None) is None and getattr(module, "num_outputs", 1) > 1:
+            raise NotImplementedError(f"layer {name!r} returns {module.num_outputs} arrays "
+                                      "(return_state or merge_mode=None) to the next layer: "
+                                      "only the last layer may")
     unused = f.unused()
     if unused:
         raise ValueError(f"{path}: weights no layer took: {unused[:6]}: the file does not "

@@ -170,14 +170,13 @@ def recurrent(entry, weights, major, dtype, outputs):
     layer = layer_cls(F, int(rnn_cfg["units"]), bias=bool(rnn_cfg.get("use_bias", True)),
                       batch_first=True, bidirectional=D == 2, dtype=dtype, **options)
     layer.load_state_dict(params)
-    return_state = bool(rnn_cfg.get("return_state"))
-    if return_state and outputs == [0]:
-        return_state = False  # only the output is used: the states are not returned
-    return kl.Recurrent(layer, return_sequences=rnn_cfg.get("return_sequences", False),
-                        return_state=return_state,
-                        go_backwards=rnn_cfg.get("go_backwards", False),
-                        stateful=rnn_cfg.get("stateful", False), merge_mode=merge_mode,
-                        zero_output_for_mask=rnn_cfg.get("zero_output_for_mask", False))
+    module = kl.Recurrent(layer, return_sequences=rnn_cfg.get("return_sequences", False),
+                          return_state=bool(rnn_cfg.get("return_state")),
+                          go_backwards=rnn_cfg.get("go_backwards", False),
+                          stateful=rnn_cfg.get("stateful", False), merge_mode=merge_mode,
+                          zero_output_for_mask=rnn_cfg.get("zero_output_for_mask", False))
+    module.select(outputs)
+    return module
 
 
 # ---------------------------------------------------------------- the others --

@@ -73,6 +73,9 @@ class KerasFile:
     def major(self):
         return major_version(self.keras_version)
 
+    def close(self):
+        self._h5.close()
+
 
 class KerasArchive(KerasFile):
     """A ``.keras`` zip (Keras 3's format)."""
@@ -138,6 +141,7 @@ class KerasH5(KerasFile):
         except OSError as exc:
             raise ValueError(f"{path}: not an HDF5 file ({exc})") from None
         if "model_config" not in self._h5.attrs:
+            self._h5.close()
             raise ValueError(f"{path}: no model_config attribute: a weights-only file, not "
                              f"a saved Keras model")
         config = json.loads(_text(self._h5.attrs["model_config"]))

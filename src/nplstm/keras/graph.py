@@ -10,7 +10,7 @@ receives is the one :class:`nplstm.Sequential` will hand it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 #: Keras 3 graph ops a Masking layer's mask is written as (keras.src.ops.numpy).
 MASK_OPS = ("NotEqual", "Any")
@@ -20,13 +20,13 @@ MASK_OPS = ("NotEqual", "Any")
 class Entry:
     """One Keras layer: ``class_name``, ``config``, the Masking layer its mask comes
     from in the graph (``mask_from``, a name, None for no mask, or ``"?"`` when the
-    config does not say: Sequential and Keras 2 configs), and ``outputs``: how many
-    of its output tensors the next layer or the model uses (1, or all of them)."""
+    config does not say: Sequential and Keras 2 configs), and ``outputs``: the
+    indices of its output tensors the next layer or the model uses (None: all)."""
 
     class_name: str
     config: dict
     mask_from: object = "?"
-    outputs: list = field(default_factory=lambda: [0])
+    outputs: list = None
 
     @property
     def name(self):
@@ -103,10 +103,7 @@ def _functional(cfg):
                 raise NotImplementedError(
                     f"layer {layer['name']!r} takes {[i[0] for i in inputs]}, not the "
                     f"previous layer {previous.name!r}: only chains of layers are supported")
-            if inputs[0][1] != 0:
-                raise NotImplementedError(f"layer {layer['name']!r} takes output "
-                                          f"{inputs[0][1]} of {previous.name!r}; only "
-                                          "output 0 can feed the next layer")
+            previous.outputs = [inputs[0][1]]  # the one output the next layer takes
         entry = Entry(cls, layer.get("config", {}))
         is_keras3 = bool(layer.get("inbound_nodes")) and isinstance(
             layer["inbound_nodes"][0], dict)

@@ -72,6 +72,30 @@ class Recurrent(_Wrapper):
         self.zero_output_for_mask = (self.return_sequences if bidirectional
                                      else bool(zero_output_for_mask))
         self.states = None
+        self.outputs = None
+
+    @property
+    def num_outputs(self):
+        """How many arrays Keras's layer returns: 1, or a list of this many."""
+        n = 2 if self.inner.bidirectional and self.merge_mode is None else 1
+        if self.return_state:
+            n += self.inner.num_directions * len(self.inner.family.states)
+        return n
+
+    def select(self, outputs):
+        """Return only Keras's outputs ``outputs`` (indices; None: all), as a model
+        whose graph uses only some of them does.
+
+        Raises:
+            NotImplementedError: an index the layer does not have.
+        """
+        if outputs is not None:
+            bad = [i for i in outputs if not 0 <= i < self.num_outputs]
+            if bad:
+                raise NotImplementedError(f"output {bad[0]} of a layer with "
+                                          f"{self.num_outputs} outputs")
+            outputs = list(outputs)
+        self.outputs = outputs
 
     def reset_states(self):
         """Stateful layers: start the next call from zeros again."""
@@ -124,6 +148,9 @@ class Recurrent(_Wrapper):
             D = len(parts)
             states = [s[d] for d in range(D) for s in state]  # per direction: h (, c)
             out = (out if isinstance(out, list) else [out]) + states
+        if self.outputs is not None and isinstance(out, list):
+            out = [out[i] for i in self.outputs]
+            out = out[0] if len(out) == 1 else out
         return out, (mask if self.return_sequences else None)
 
     def forward_masked(self, x, mask):
@@ -143,6 +170,8 @@ class Recurrent(_Wrapper):
             options.append(f"merge_mode={self.merge_mode!r}")
         if self.zero_output_for_mask and not self.inner.bidirectional:
             options.append("zero_output_for_mask=True")
+        if self.outputs is not None and len(self.outputs) < self.num_outputs:
+            options.append(f"outputs={self.outputs}")
         return f"Recurrent({', '.join([repr(self.inner)] + options)})"
 
 
