@@ -50,7 +50,8 @@ class Recurrent(_Wrapper):
     layer returns: the output ``(N, L, D*H)`` or ``(N, D*H)`` (merged), then the
     states with ``return_state`` (forward's, then backward's; h then c), and the
     output mask. ``stateful``: the final states start the next call until
-    :meth:`reset_states`.
+    :meth:`reset_states`. :meth:`select` keeps only some of those outputs (a
+    functional graph that uses, say, only ``state_h``).
     """
 
     def __init__(self, layer, *, return_sequences=False, return_state=False,
