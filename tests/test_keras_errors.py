@@ -157,6 +157,8 @@ def test_bad_files(tmp_path):
         f["x"] = np.ones(2)
     with pytest.raises(ValueError, match="no model_config attribute"):
         nplstm.from_keras(weights_only)
+    with pytest.raises(ValueError, match="a directory .* is not a Keras model file"):
+        nplstm.from_keras(tmp_path)
     with pytest.raises(TypeError, match="source must be a path .* got int"):
         nplstm.from_keras(3)
     with pytest.raises(NotImplementedError, match="Keras model class 'Foo'"):

@@ -145,6 +145,7 @@ def test_trace_through_the_recurrent_layers():
     np.testing.assert_array_equal(traces[1].output, model[1](hidden))
     np.testing.assert_array_equal(traces[2].h_n[0], model(x))  # the last LSTM's h_n
     assert traces[2].names == ("i", "f", "g", "o", "h", "c")
+    assert [name for name, _ in model.named_parameters()] == list(model.state_dict())
 
 
 def test_hard_sigmoid_fixtures_reach_both_clip_bounds():

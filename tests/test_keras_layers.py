@@ -171,3 +171,14 @@ def test_sequential_trace_and_reset():
     assert list(traces) == [0]
     np.testing.assert_array_equal(traces[0].output, model[0](x)[0])
     model.reset_states()  # nothing stateful: nothing to do
+
+
+def test_sequential_train_eval_and_named_parameters():
+    lstm = nplstm.LSTM(H_IN, H, num_layers=2, dropout=0.5, batch_first=True, seed=0)
+    model = nplstm.Sequential(lstm, nplstm.Linear(H, 2, seed=1))
+    assert model.train() is model and lstm.training
+    assert model.eval() is model and not lstm.training
+    with pytest.raises(TypeError, match="mode must be a bool, got int"):
+        model.train(1)
+    names = [name for name, _ in model.named_parameters()]
+    assert names == list(model.state_dict())

@@ -92,6 +92,29 @@ class Sequential:
                 x, mask = _apply(layer, x, mask)
         return traces
 
+    def train(self, mode=True):
+        """Training mode for every layer that has one (dropout between an nplstm
+        layer's layers). Returns self."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
+        for layer in self._layers:
+            inner = getattr(layer, "inner", layer)
+            if hasattr(inner, "train"):
+                inner.train(mode)
+        return self
+
+    def eval(self):
+        """Evaluation mode for every layer (the default). Returns self."""
+        return self.train(False)
+
+    def named_parameters(self):
+        """``("{index}.{key}", array)`` pairs in order, like ``state_dict`` (read-only arrays)."""
+        out = []
+        for i, layer in self._with_params():
+            inner = getattr(layer, "inner", layer)
+            out += [(f"{i}.{k}", v) for k, v in inner.named_parameters()]
+        return out
+
     def reset_states(self):
         """Forget the states that stateful layers carry from call to call."""
         for layer in self._layers:

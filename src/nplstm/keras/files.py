@@ -170,6 +170,9 @@ def open_model_file(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such Keras model file: {path!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"{path}: a directory (a TensorFlow SavedModel?) is not a Keras "
+                         "model file; save the model with model.save('model.keras')")
     if zipfile.is_zipfile(path):
         return KerasArchive(path)
     with open(path, "rb") as f:
