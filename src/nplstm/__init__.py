@@ -7,7 +7,7 @@
 ((7, 2, 5), (2, 2, 5), (2, 2, 5))
 """
 
-from . import gates
+from . import gates, grad, losses, optim
 from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
 from .module import IncompatibleKeys
@@ -30,7 +30,10 @@ __all__ = [
     "__version__",
     "from_keras",
     "gates",
+    "grad",
     "load_weights",
+    "losses",
+    "optim",
     "save_weights",
 ]
 
