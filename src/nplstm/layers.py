@@ -415,6 +415,9 @@ class LSTM(LSTMOptionsMixin, _RNNBase):
         c_0: ``(D*num_layers, N, H_cell)``; both zero when omitted.
         lengths: ``(N,)`` ints in ``1..L`` (any order): the padded batch is run as
             PyTorch runs ``pack_padded_sequence(x, lengths, enforce_sorted=False)``.
+        mask, masked_output: Keras's masking, any pattern (see ``__call__``): bool
+            ``(L, N)`` (``(N, L)`` if batch_first, ``(L,)`` unbatched); masked steps
+            output zeros (``"zero"``) or the last output (``"hold"``).
 
     Outputs: ``output, (h_n, c_n)``:
         output: ``(L, N, D*H_out)`` (batch_first: ``(N, L, D*H_out)``), zero past
