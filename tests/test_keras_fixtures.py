@@ -157,3 +157,21 @@ def test_hard_sigmoid_fixtures_reach_both_clip_bounds():
         gates = np.concatenate([trace.gate(g).ravel() for g in ("i", "f", "o")])
         assert np.any(gates == 0) and np.any(gates == 1), filename
         assert np.any((gates > 0) & (gates < 1)), filename
+
+
+def test_trace_of_a_model_with_end_padding():
+    """Padding at the end only: each recurrent layer's Trace records lengths, runs
+    the very arithmetic of the call (same states), and the model's output is Keras's."""
+    model = nplstm.from_keras(os.path.join(HERE, "masked_stack.keras"))
+    x = np.random.default_rng(3).normal(size=(3, 7, 3)).astype(np.float32)
+    x[1, 5:] = 0.0  # (N, L, F): sequence 1 has 5 steps
+    traces = model.trace(x)
+    assert sorted(traces) == [1, 2, 3]
+    for trace in traces.values():
+        assert trace.lengths.tolist() == [7, 5, 7]
+    hidden = model[:2](x)  # after the Masking and the first LSTM (held outputs)
+    keep = np.any(x != 0, axis=-1)  # (N, L)
+    out, _ = model[2].inner(hidden, mask=keep)
+    np.testing.assert_array_equal(traces[2].output, out)  # zero past the length
+    final = model[:4](x)
+    np.testing.assert_array_equal(traces[3].h_n[0], final)  # the last LSTM's state

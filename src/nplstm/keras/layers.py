@@ -115,16 +115,8 @@ class Recurrent(_Wrapper):
         if self.inner.family.name != "lstm" and hx is not None:
             hx = hx[0]
         mode = "zero" if self.zero_output_for_mask else "hold"
-        if trace:
-            if mask is not None:
-                raise NotImplementedError("trace of a masked Keras model: Trace records "
-                                          "lengths=, not mask=")
-            record = self.inner.trace(x, hx)
-            y, state = record.output, ((record.h_n, record.c_n)
-                                      if record.c_n is not None else record.h_n)
-        else:
-            record = None
-            y, state = self.inner(x, hx, mask=mask, masked_output=mode)
+        record = self.inner.trace(x, hx, lengths=_lengths(mask)) if trace else None
+        y, state = self.inner(x, hx, mask=mask, masked_output=mode)  # Keras's outputs
         state = state if isinstance(state, tuple) else (state,)
         if self.stateful:
             self.states = tuple(s.copy() for s in state)
@@ -174,6 +166,24 @@ class Recurrent(_Wrapper):
         if self.outputs is not None and len(self.outputs) < self.num_outputs:
             options.append(f"outputs={self.outputs}")
         return f"Recurrent({', '.join([repr(self.inner)] + options)})"
+
+
+def _lengths(mask):
+    """``(N,)`` lengths of a mask that only pads the end of each sequence (what a
+    :class:`nplstm.Trace` records), None without a mask.
+
+    Raises:
+        NotImplementedError: steps masked elsewhere, or a sequence with none left.
+    """
+    if mask is None:
+        return None
+    lengths = mask.sum(axis=1)  # (N,)
+    suffix = np.arange(mask.shape[1])[None, :] < lengths[:, None]  # (N, L)
+    if np.any(mask != suffix) or np.any(lengths == 0):
+        raise NotImplementedError("trace of a masked Keras model needs padding at the end "
+                                  "of each sequence only (a Trace records lengths=); this "
+                                  "mask skips other steps")
+    return lengths
 
 
 class Dense(_Wrapper):
