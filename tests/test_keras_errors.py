@@ -214,6 +214,8 @@ def test_keras_layer_classes_check_their_input():
         kl.Recurrent(nplstm.LSTM(3, 5))
     with pytest.raises(ValueError, match="merge_mode must be"):
         kl.Recurrent(nplstm.LSTM(3, 5, batch_first=True), merge_mode="max")
+    with pytest.raises(ValueError, match=r"recurrent layer takes input \(N, L, features\)"):
+        kl.Recurrent(nplstm.GRU(3, 5, batch_first=True))(np.ones((7, 3)))
     with pytest.raises(ValueError, match=r"Masking expects input \(N, L, features\)"):
         kl.Masking()(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"Reshape: cannot reshape input of shape \(2, 3\)"):

@@ -104,6 +104,9 @@ class Recurrent(_Wrapper):
 
     def _run(self, x, mask, trace=False):
         x = to_numpy(x, "input")
+        if x.ndim != 3:
+            raise ValueError(f"a Keras recurrent layer takes input (N, L, features), got "
+                             f"shape {x.shape}")
         if self.go_backwards:  # Keras reverses the time axis and keeps the result so
             x = x[:, ::-1]  # (N, L, F)
             mask = None if mask is None else mask[:, ::-1]
