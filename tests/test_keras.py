@@ -28,13 +28,19 @@ CASES = keras_cases.cases()
 FORMATS = ("keras", "h5")
 
 
-def run_without_keras(manifest, arrays, tmp):
+#: nplstm's engines (nplstm._numba): the NumPy path, and the default (numba when installed).
+ENGINES = ("numpy", "auto")
+
+
+def run_without_keras(manifest, arrays, tmp, engine):
     """Load and run every file in a subprocess that cannot import keras/tensorflow/torch."""
-    paths = [os.path.join(tmp, n) for n in ("manifest.json", "inputs.npz", "outputs.npz")]
+    paths = [os.path.join(tmp, n) for n in ("manifest.json", "inputs.npz",
+                                            f"outputs_{engine}.npz")]
     with open(paths[0], "w") as f:
         json.dump(manifest, f)
     np.savez(paths[1], **arrays)
-    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               NPLSTM_ENGINE=engine)
     proc = subprocess.run([sys.executable, "-c", keras_cases.RUNNER, *paths],
                           check=False, capture_output=True, text=True, env=env,
                           timeout=300)
@@ -74,13 +80,15 @@ def _build_all(tmp):
         for fmt in FORMATS:
             manifest.append({"key": f"{name}.{fmt}", "file": os.path.join(tmp, f"{name}.{fmt}"),
                              "calls": names})
-    return expected, run_without_keras(manifest, arrays, tmp)
+    return expected, {e: run_without_keras(manifest, arrays, tmp, e) for e in ENGINES}
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_matches_predict(results, name, fmt):
-    expected, (got, errors) = results
+def test_matches_predict(results, name, fmt, engine):
+    expected, runs = results
+    got, errors = runs[engine]
     assert f"{name}.{fmt}" not in errors, errors.get(f"{name}.{fmt}")
     for k, outputs in enumerate(expected[name]):
         for j, want in enumerate(outputs):

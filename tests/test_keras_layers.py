@@ -71,6 +71,21 @@ def test_hold_repeats_the_last_output_in_each_direction(cls, kw):
                     np.testing.assert_array_equal(part, last)
 
 
+@pytest.mark.parametrize("cls,kw", LAYERS)
+def test_masks_on_the_default_engine(cls, kw, monkeypatch):
+    """The compiled engine ([fast], when installed) runs lengths= masks; Keras's masks
+    (gaps, padding first, "hold") must give the NumPy path's numbers there too."""
+    layer = cls(H_IN, H, batch_first=True, bidirectional=True, seed=4, **kw)
+    x = _x(5).astype(np.float32)
+    for mask in (_mask(), np.arange(L)[None, :] < np.array([7, 4, 2])[:, None]):
+        for mode in ("zero", "hold"):
+            monkeypatch.setenv("NPLSTM_ENGINE", "numpy")
+            want = layer(x, mask=mask, masked_output=mode)
+            monkeypatch.setenv("NPLSTM_ENGINE", "auto")
+            got = layer(x, mask=mask, masked_output=mode)
+            np.testing.assert_allclose(got[0], want[0], rtol=0, atol=1e-6)
+
+
 def test_suffix_mask_equals_lengths_and_layouts_agree():
     lstm = nplstm.LSTM(H_IN, H, bidirectional=True, dtype=np.float64, seed=3)
     x = _x(2).transpose(1, 0, 2)  # (L, N, H_in)

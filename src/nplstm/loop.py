@@ -72,6 +72,17 @@ def _chunks(L, size, reverse):
     return bounds[::-1] if reverse else bounds
 
 
+def _is_lengths(mask, hold):
+    """True when ``mask`` is None or a ``lengths=`` mask (each sequence's steps first)
+    with zero outputs past them: what the compiled engine runs. Keras's masks
+    (gaps, padding first) and ``hold`` outputs take the NumPy path."""
+    if mask is None:
+        return True
+    steps = mask[:, :, 0]  # (L, N)
+    suffix = np.arange(len(steps))[:, None] < steps.sum(0)[None, :]  # (L, N)
+    return not hold and bool(steps[0].all()) and bool(np.array_equal(steps, suffix))
+
+
 def run_direction(family, w, x, state, mask, reverse, record, final=None, hold=False):
     """Run one direction of one layer over time.
 
@@ -86,8 +97,8 @@ def run_direction(family, w, x, state, mask, reverse, record, final=None, hold=F
     run do the same arithmetic and give identical results. ``final``: arrays
     ``(N, H)`` to write the final state into (else new ones).
     """
-    if not record and _numba.use(family):  # the [fast] extra: the same math, compiled
-        return _numba.run_direction(family, w, x, state, mask, reverse, final)
+    if not record and _numba.use(family) and _is_lengths(mask, hold):  # the [fast] extra:
+        return _numba.run_direction(family, w, x, state, mask, reverse, final)  # compiled
     L, N = x.shape[:2]
     ws = cells.take_workspace(family, w, N, x.dtype)
     y = np.empty((L, N, state[0].shape[-1]), dtype=x.dtype)  # (L, N, H_out)
