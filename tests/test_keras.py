@@ -95,6 +95,7 @@ def test_matches_predict(results, name, fmt, engine):
             key = f"{name}.{fmt}/{k}/{j}"
             assert key in got, f"nplstm returned fewer outputs than Keras ({key})"
             assert np.all(np.isfinite(want)), f"{key}: Keras's output is not finite"
+            assert np.abs(want).max() > 1e-3, f"{key}: Keras's output is all zero"
             assert got[key].shape == want.shape, key
             assert got[key].dtype == np.float32, key
             np.testing.assert_allclose(got[key], want, rtol=0, atol=TOL, err_msg=key)
