@@ -11,6 +11,7 @@ from . import gates, grad, losses, optim
 from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
 from .module import IncompatibleKeys
+from .sequential import Sequential
 from .trace import Trace
 
 __version__ = "0.1.0"
@@ -24,8 +25,10 @@ __all__ = [
     "LSTMCell",
     "Linear",
     "RNNCell",
+    "Sequential",
     "Trace",
     "__version__",
+    "from_keras",
     "gates",
     "grad",
     "load_weights",
@@ -41,4 +44,8 @@ def __getattr__(name):
         from . import io
 
         return getattr(io, name)
+    if name == "from_keras":  # Keras files: h5py only when a file is read
+        from .keras import from_keras
+
+        return from_keras
     raise AttributeError(f"module 'nplstm' has no attribute {name!r}")
