@@ -26,8 +26,10 @@ __all__ = [
     "RNNCell",
     "Trace",
     "__version__",
+    "from_onnx",
     "gates",
     "load_weights",
+    "onnx",
     "save_weights",
 ]
 
@@ -38,4 +40,9 @@ def __getattr__(name):
         from . import io
 
         return getattr(io, name)
+    if name in ("from_onnx", "onnx"):  # ONNX: the onnx package is imported only when used
+        import importlib
+
+        module = importlib.import_module(".onnx", __name__)
+        return module if name == "onnx" else module.from_onnx
     raise AttributeError(f"module 'nplstm' has no attribute {name!r}")

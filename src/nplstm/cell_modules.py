@@ -259,6 +259,12 @@ class Linear(Module):
             y = y + self._params["bias"]
         return y
 
+    def to_onnx(self, path):
+        """Write this layer as an ONNX model (MatMul + Add); see :func:`nplstm.onnx.to_onnx`."""
+        from .onnx import to_onnx
+
+        to_onnx(self, path)
+
     def __repr__(self):
         return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias_enabled})")
