@@ -259,11 +259,12 @@ class Linear(Module):
             y = y + self._params["bias"]
         return y
 
-    def to_onnx(self, path):
-        """Write this layer as an ONNX model (MatMul + Add); see :func:`nplstm.onnx.to_onnx`."""
+    def to_onnx(self, path, *, ndim=2):
+        """Write this layer as an ONNX model for ``ndim``-D input (MatMul + Add); see
+        :func:`nplstm.onnx.to_onnx`."""
         from .onnx import to_onnx
 
-        to_onnx(self, path)
+        to_onnx(self, path, ndim=ndim)
 
     def __repr__(self):
         return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "

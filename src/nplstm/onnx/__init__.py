@@ -91,7 +91,7 @@ def _load(onnx, path_or_model):
                     f"{type(path_or_model).__name__}")
 
 
-def to_onnx(layer, path, *, initial_states=True):
+def to_onnx(layer, path, **options):
     """Write ``layer`` as an ONNX model (what ``layer.to_onnx(path)`` calls).
 
     Args:
@@ -99,17 +99,21 @@ def to_onnx(layer, path, *, initial_states=True):
             batch_first, bias; in eval mode), a :class:`Reversed` one, or a
             Linear.
         path: the ``.onnx`` file to write (replaced atomically).
-        initial_states: keyword-only; True (default) gives the model inputs
-            ``h_0`` (and ``c_0``) of shape ``(D*num_layers, N, H)``; False
-            leaves them out (zeros, as ``layer(x)``).
+        initial_states: keyword-only, recurrent layers; True (default) gives
+            the model inputs ``h_0`` (and ``c_0``) of shape
+            ``(D*num_layers, N, H)``; False leaves them out (zeros, as ``layer(x)``).
+        ndim: keyword-only, Linear; the rank of its input (default 2,
+            ``(N, in_features)``; 3 for ``(L, N, in_features)``...). ONNX
+            declares a graph input's rank; its sizes stay free.
 
     The model (opset 14) has PyTorch's shapes: input ``input`` ``(L, N, H_in)``
     (``(N, L, H_in)`` with batch_first) -> ``output`` ``(L, N, D*H)``, ``h_n``
-    (, ``c_n``). A Linear maps ``input (*, in_features)`` -> ``output``.
+    (, ``c_n``). A Linear maps ``input (*, in_features)`` -> ``output``
+    (``MatMul`` and ``Add``).
     Raises NotImplementedError naming ``proj_size`` (ONNX's LSTM has no
     projection), ValueError for a layer in training mode with dropout,
     TypeError for anything else, ImportError without the onnx package.
     """
     from ._export import export
 
-    export(layer, path, initial_states=initial_states)
+    export(layer, path, **options)

@@ -16,16 +16,17 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _atomic
+from ..module import check_size
 from . import _spec
 from ._nodes import _blocks
 
 OPSET = 14  # the first opset with the recurrent operators' `layout` attribute
 
 
-def export(layer, path, *, initial_states=True):
+def export(layer, path, **options):
     """Write ``layer`` (LSTM, GRU, RNN, a :class:`Reversed` one, or Linear) to ``path``."""
     onnx = _import_onnx()
-    model = build(layer, initial_states=initial_states)
+    model = build(layer, **options)
     onnx.checker.check_model(model)
     with _atomic.atomic_write(path) as f:
         f.write(model.SerializeToString())
@@ -39,7 +40,7 @@ def _import_onnx():
     return onnx
 
 
-def build(layer, *, initial_states=True):
+def build(layer, *, initial_states=True, ndim=2):
     """The ``onnx.ModelProto`` for ``layer`` (see the module docstring)."""
     from onnx import helper
 
@@ -47,12 +48,12 @@ def build(layer, *, initial_states=True):
     from ..layers import _RNNBase
     from ._run import Reversed
 
-    if not isinstance(initial_states, bool):
-        raise TypeError(f"initial_states must be a bool, got {initial_states!r}")
     inner = layer.layer if isinstance(layer, Reversed) else layer
     if isinstance(inner, Linear):
-        graph = _linear_graph(inner)
+        graph = _linear_graph(inner, check_size("ndim", ndim))
     elif isinstance(inner, _RNNBase):
+        if not isinstance(initial_states, bool):
+            raise TypeError(f"initial_states must be a bool, got {initial_states!r}")
         graph = _recurrent_graph(inner, isinstance(layer, Reversed), initial_states)
     else:
         raise TypeError(f"to_onnx exports LSTM, GRU, RNN and Linear layers, got "
@@ -69,8 +70,8 @@ def _value(name, dtype, shape):
     return helper.make_tensor_value_info(name, _spec.ONNX_DTYPES[np.dtype(dtype)], shape)
 
 
-def _linear_graph(linear):
-    """``y = x W^T + b`` (torch.nn.Linear) as ``MatMul(x, W^T) + b``, any leading axes."""
+def _linear_graph(linear, ndim):
+    """``y = x W^T + b`` (torch.nn.Linear) as ``MatMul(x, W^T) + b``; input ``ndim``-D."""
     from onnx import helper, numpy_helper
 
     inits = [numpy_helper.from_array(np.ascontiguousarray(linear.weight.T), "weight_T")]
@@ -79,9 +80,11 @@ def _linear_graph(linear):
     if linear.bias is not None:
         inits.append(numpy_helper.from_array(linear.bias, "bias"))
         nodes.append(helper.make_node("Add", ["xW", "bias"], ["output"]))
+    lead = [f"d{k}" for k in range(ndim - 1)]  # named leading axes: any size
     return helper.make_graph(nodes, "nplstm_linear",
-                             [_value("input", linear.dtype, None)],
-                             [_value("output", linear.dtype, None)], inits)
+                             [_value("input", linear.dtype, lead + [linear.in_features])],
+                             [_value("output", linear.dtype, lead + [linear.out_features])],
+                             inits)
 
 
 def _refuse(layer):
