@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
-from onnx_cases import I, H, L, N, onnx, run_reference, session
+from onnx_cases import H, I, L, N, onnx, run_reference, session
 
 import nplstm
 from nplstm.onnx import Reversed, run_node
@@ -79,7 +79,7 @@ def test_export_then_import_gives_the_same_layers(kind, tmp_path):
 def test_reversed_layer_round_trip(tmp_path):
     rev = Reversed(randomized(nplstm.LSTM(I, H, seed=4)))
     rev.to_onnx(tmp_path / "r.onnx")
-    node = [n for n in onnx.load(tmp_path / "r.onnx").graph.node if n.op_type == "LSTM"][0]
+    node = next(n for n in onnx.load(tmp_path / "r.onnx").graph.node if n.op_type == "LSTM")
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     assert attrs["direction"] == b"reverse"
     feeds, x, hx = inputs(rev.layer)

@@ -53,7 +53,7 @@ def folded_branch(prefix, w, X="X"):
 def torch_order(w):
     """ONNX-order LSTM weights -> PyTorch-order initializers the branches slice."""
     pt = [0, 2, 3, 1]
-    blocks = lambda a: np.concatenate([np.split(a, 4)[k] for k in pt])  # noqa: E731
+    blocks = lambda a: np.concatenate([np.split(a, 4)[k] for k in pt])
     return {"torch_w_ih": blocks(w["W"][0]), "torch_w_hh": blocks(w["R"][0]),
             "torch_b": blocks(w["B"][0, :4 * H]), "torch_b2": blocks(w["B"][0, 4 * H:])}
 

@@ -36,8 +36,8 @@ def only_layer(model):
 
 
 def args(f):
-    return dict(sequence_lens=f["sequence_lens"], initial_h=f["initial_h"],
-                initial_c=f.get("initial_c"))
+    return {"sequence_lens": f["sequence_lens"], "initial_h": f["initial_h"],
+            "initial_c": f.get("initial_c")}
 
 
 @pytest.mark.parametrize("op, attrs", FAMILIES, ids=["lstm", "gru", "rnn_tanh", "rnn_relu"])

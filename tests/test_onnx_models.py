@@ -8,7 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
-from onnx_cases import onnx, session
+from onnx_cases import onnx, ort, session
 
 import nplstm
 from nplstm.onnx import run_node
@@ -114,9 +114,8 @@ def test_silero_vad_lstm_nodes_match_onnxruntime(file):
             state = warm_state(model, calls[:-1], sr)
             flat = onnx.load(DATA / file)
             n_out = inline_to(flat, node_name)
-            try:
-                got = session(flat).run(None, feeds_for(flat, calls[-1], state, sr))
-            except Exception:  # noqa: BLE001 - this branch is not the one for this rate
+            got = run_or_none(flat, feeds_for(flat, calls[-1], state, sr))
+            if got is None:  # this branch is not the one for this rate
                 continue
             X, h0, c0, *want = got[-n_out:]
             ours = run_node(layer, X, initial_h=h0, initial_c=c0)
@@ -129,6 +128,14 @@ def test_silero_vad_lstm_nodes_match_onnxruntime(file):
             break
         assert done, path
     assert worst < 1e-5
+
+
+def run_or_none(model, feeds):
+    """onnxruntime's outputs, or None where it refuses the input's size."""
+    try:
+        return session(model).run(None, feeds)
+    except ort.capi.onnxruntime_pybind11_state.InvalidArgument:
+        return None
 
 
 def _lstm_names(graph):

@@ -82,9 +82,11 @@ def _load(onnx, path_or_model):
         path = os.fspath(path_or_model)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"from_onnx: no such file: {path!r}")
+        from google.protobuf.message import DecodeError  # onnx's own dependency
+
         try:
             return onnx.load(path)
-        except Exception as exc:  # protobuf's DecodeError and friends
+        except (DecodeError, ValueError) as exc:
             raise ValueError(f"from_onnx: {path!r} is not a readable ONNX model: "
                              f"{exc}") from None
     raise TypeError(f"path_or_model must be a path, bytes or an onnx.ModelProto, got "
