@@ -210,29 +210,33 @@ def _attributes(layer, op, D, reverse):
         attrs["clip"] = float(layer.clip)
     if getattr(layer, "input_forget", False):
         attrs["input_forget"] = 1
-    functions = getattr(layer, "activations", None)
-    if functions is None:
-        default = _spec.DEFAULT_ACTIVATIONS[op]
-        functions = ("Relu",) if getattr(layer, "nonlinearity", "tanh") == "relu" else default
-        attrs["activations"] = list(functions * D)
-        return attrs
-    functions = list(functions) if len(functions) != len(_spec.DEFAULT_ACTIVATIONS[op]) \
-        else list(functions) * D
-    alpha = _aligned_values(layer, "activation_alpha", len(functions))
-    beta = _aligned_values(layer, "activation_beta", len(functions))
-    attrs["activations"] = functions
-    alphas = _spec.in_order(functions, alpha, _spec.TAKES_ALPHA)
-    betas = _spec.in_order(functions, beta, _spec.TAKES_BETA)
-    if alphas:
-        attrs["activation_alpha"] = alphas
-    if betas:
-        attrs["activation_beta"] = betas
+    attrs.update(_activations(layer, op, D))
     return attrs
 
 
-def _aligned_values(layer, name, n):
-    values = getattr(layer, name, None)
-    if values is None:
-        return [None] * n
-    values = list(values)
-    return values if len(values) == n else values * (n // len(values))
+def _activations(layer, op, D):
+    """``activations`` for every direction, with ONNX's in-order alpha/beta lists.
+
+    The layer's aligned values (None: the function's default in nplstm's options)
+    are written out explicitly: onnxruntime's defaults differ for some functions.
+    """
+    functions = getattr(layer, "activations", None)
+    if functions is None:  # layers without per-role activations: PyTorch's own
+        default = _spec.DEFAULT_ACTIVATIONS[op]
+        relu = getattr(layer, "nonlinearity", "tanh") == "relu"
+        return {"activations": list((("Relu",) if relu else default) * D)}
+    from ..options import PARAMETER_DEFAULTS
+
+    n = len(_spec.DEFAULT_ACTIVATIONS[op])
+    repeat = D if len(functions) == n else 1  # one set for all directions, or one each
+    functions = list(functions) * repeat
+    out = {"activations": functions}
+    for key, index, takes in (("activation_alpha", 0, _spec.TAKES_ALPHA),
+                              ("activation_beta", 1, _spec.TAKES_BETA)):
+        given = getattr(layer, key) or (None,) * (len(functions) // repeat)
+        values = [PARAMETER_DEFAULTS.get(f, (None, None))[index] if v is None else v
+                  for f, v in zip(functions, list(given) * repeat)]
+        listed = _spec.in_order(functions, values, takes)
+        if listed:
+            out[key] = listed
+    return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..layers import _RNNBase
 from ..module import to_numpy
 
 #: A single-direction layer running backwards cannot trace honestly: not delegated.
@@ -91,7 +92,7 @@ def run_node(layer, X, sequence_lens=None, initial_h=None, initial_c=None):
     ONNX node holds), or a :class:`Reversed` one, e.g. a value of
     :func:`nplstm.from_onnx`. Raises ValueError/TypeError naming the argument.
     """
-    inner = getattr(layer, "layer", layer)
+    inner = layer.layer if type(layer) is Reversed else layer
     _check_node_layer(inner)
     lstm = inner.family.name == "lstm"
     if initial_c is not None and not lstm:
@@ -120,13 +121,12 @@ def run_node(layer, X, sequence_lens=None, initial_h=None, initial_c=None):
     else:  # every sequence has length 0
         output = np.zeros(X.shape[:2] + (D * H,), inner.dtype)
         state = tuple(np.zeros((D, 0, H), inner.dtype) for _ in range(1 + lstm))
+        state = state if lstm else state[0]
     state = state if lstm else (state,)
     return _outputs(output, state, keep, N, D, H, first)
 
 
 def _check_node_layer(layer):
-    from ..layers import _RNNBase
-
     if not isinstance(layer, _RNNBase):
         raise TypeError(f"layer must be an nplstm LSTM, GRU or RNN (or Reversed one), got "
                         f"{type(layer).__name__}")

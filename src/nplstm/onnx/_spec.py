@@ -62,20 +62,25 @@ def aligned(functions, alpha, beta, where):
     ``functions`` (an entry per function: its value, or None if it takes none).
 
     Each function that takes an alpha (beta) consumes the next entry; when the
-    list has run out it gets onnxruntime's value. Entries left over are an error:
+    list has run out it gets onnxruntime's value (as float32, like the entries). Entries left over are an error:
     no function would read them.
     """
     out = []
     for values, takes, attr in ((alpha, TAKES_ALPHA, "activation_alpha"),
                                 (beta, TAKES_BETA, "activation_beta")):
         values = list(values)
-        used = [(values.pop(0) if values else takes[f]) if f in takes else None
+        used = [_float32(values.pop(0) if values else takes[f]) if f in takes else None
                 for f in functions]
         if values:
             raise ValueError(f"{where}: attribute {attr} has {len(values)} value(s) more "
                              f"than the activations {list(functions)} consume")
         out.append(used)
     return out
+
+
+def _float32(value):
+    """An attribute's value as ONNX holds it (FLOAT is float32), as a Python float."""
+    return float(np.float32(value))
 
 
 def in_order(functions, values, takes):
