@@ -163,6 +163,7 @@ def test_torch_export_imports_and_reproduces_torch(kind, tmp_path):
             y = Y.transpose(0, 2, 1, 3).reshape(L, N, -1)  # (L, N, D*H): the next input
             h.append(finals)
         np.testing.assert_allclose(y, want.numpy(), rtol=0, atol=1e-5)
-        h_n = np.concatenate([f[0] for f in h])
-        np.testing.assert_allclose(h_n, (state[0] if kind == "LSTM" else state).numpy(),
-                                   rtol=0, atol=1e-5)
+        states = state if kind == "LSTM" else (state,)  # (h_n, c_n) or h_n
+        for k, want_state in enumerate(states):
+            got_state = np.concatenate([f[k] for f in h])  # (D*num_layers, N, H)
+            np.testing.assert_allclose(got_state, want_state.numpy(), rtol=0, atol=1e-5)

@@ -44,8 +44,11 @@ def from_onnx(path_or_model, *, dtype=None):
         :class:`Reversed` one for ``direction="reverse"``. Weights are
         reordered into PyTorch's layout (LSTM i,o,f,c -> i,f,g,o; GRU z,r,h ->
         r,z,n; ``B = [Wb, Rb]`` -> ``bias_ih``, ``bias_hh``; ``P`` i,o,f ->
-        ``weight_ph`` i,f,o). A node's ``sequence_lens`` input is the layer's
-        ``lengths=`` (:func:`run_node` also takes lengths of 0).
+        ``weight_ph`` i,f,o). The node's run-time inputs are the call's:
+        ``X`` is the input, ``initial_h``/``initial_c`` the state ``hx``,
+        ``sequence_lens`` the ``lengths=`` (:func:`run_node` takes them in
+        ONNX's shapes, lengths of 0 included); the layer holds weights and
+        attributes only.
 
     Raises:
         ImportError: without the onnx package. TypeError: for another argument
