@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _atomic
 from ..module import check_size
+from ..options import PARAMETER_DEFAULTS, ROLES
 from . import _spec
 from ._nodes import _blocks
 
@@ -205,29 +206,23 @@ def _attributes(layer, op, D, reverse):
     attrs = {"hidden_size": layer.hidden_size}
     attrs["direction"] = "bidirectional" if D == 2 else "reverse" if reverse else "forward"
     if op == "GRU":
-        attrs["linear_before_reset"] = int(getattr(layer, "linear_before_reset", True))
-    if getattr(layer, "clip", None) is not None:
+        attrs["linear_before_reset"] = int(layer.linear_before_reset)
+    if layer.clip is not None:
         attrs["clip"] = float(layer.clip)
-    if getattr(layer, "input_forget", False):
+    if op == "LSTM" and layer.input_forget:
         attrs["input_forget"] = 1
-    attrs.update(_activations(layer, op, D))
+    attrs.update(_activations(layer, D))
     return attrs
 
 
-def _activations(layer, op, D):
+def _activations(layer, D):
     """``activations`` for every direction, with ONNX's in-order alpha/beta lists.
 
     The layer's aligned values (None: the function's default in nplstm's options)
     are written out explicitly: onnxruntime's defaults differ for some functions.
     """
-    functions = getattr(layer, "activations", None)
-    if functions is None:  # layers without per-role activations: PyTorch's own
-        default = _spec.DEFAULT_ACTIVATIONS[op]
-        relu = getattr(layer, "nonlinearity", "tanh") == "relu"
-        return {"activations": list((("Relu",) if relu else default) * D)}
-    from ..options import PARAMETER_DEFAULTS
-
-    n = len(_spec.DEFAULT_ACTIVATIONS[op])
+    functions = layer.activations
+    n = len(ROLES[layer.family.name])
     repeat = D if len(functions) == n else 1  # one set for all directions, or one each
     functions = list(functions) * repeat
     out = {"activations": functions}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..options import DEFAULT_ACTIVATIONS, canonical_activations
 from . import _spec
 from ._graph import fold
 
@@ -112,10 +113,11 @@ def _options(op, attrs, D, peepholes, where):
         options["linear_before_reset"] = False
     if peepholes:
         options["peepholes"] = True
-    default = _spec.DEFAULT_ACTIVATIONS[op]
+    family = _spec.FAMILY[op]
+    default = DEFAULT_ACTIVATIONS[family]
     names = attrs.get("activations")
-    names = list(default * D) if names is None else [
-        _spec.canonical(n, f"{where}: attribute activations") for n in names]
+    names = list(default * D) if names is None else list(
+        canonical_activations(family, names, D, f"{where}: attribute activations"))
     alpha, beta = _spec.aligned(names, attrs.get("activation_alpha", []),
                                 attrs.get("activation_beta", []), where)
     plain = all(v is None for v in alpha + beta)

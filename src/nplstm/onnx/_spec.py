@@ -30,16 +30,9 @@ _COMMON = {"activation_alpha", "activation_beta", "activations", "clip", "direct
            "hidden_size", "layout"}
 ATTRIBUTES = {"LSTM": _COMMON | {"input_forget"}, "GRU": _COMMON | {"linear_before_reset"},
               "RNN": set(_COMMON)}
-#: PyTorch's functions in ONNX's role order (LSTM f, g, h; GRU f, g; RNN f).
-DEFAULT_ACTIVATIONS = {"LSTM": ("Sigmoid", "Tanh", "Tanh"), "GRU": ("Sigmoid", "Tanh"),
-                       "RNN": ("Tanh",)}
 FAMILY = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
 
-#: Canonical names (the spec's spelling) of the activation functions.
-ACTIVATIONS = ("Sigmoid", "Tanh", "Relu", "HardSigmoid", "Affine", "LeakyRelu",
-               "ThresholdedRelu", "ScaledTanh", "Elu", "Softsign", "Softplus")
-_CANONICAL = {a.lower(): a for a in ACTIVATIONS}
 #: Functions that consume an alpha (beta) entry, and onnxruntime's value when none is left.
 TAKES_ALPHA = {"HardSigmoid": 0.2, "Affine": 0.0, "LeakyRelu": 0.01,
                "ThresholdedRelu": 0.0, "ScaledTanh": 0.0, "Elu": 1.0}
@@ -48,22 +41,13 @@ TAKES_BETA = {"HardSigmoid": 0.5, "Affine": 0.0, "ScaledTanh": 0.0}
 ONNX_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.float64): 11}  # TensorProto FLOAT, DOUBLE
 
 
-def canonical(name, where):
-    """The spec's spelling of an activation name (case-insensitive), else ValueError."""
-    found = _CANONICAL.get(str(name).lower())
-    if found is None:
-        raise ValueError(f"{where}: unknown activation {name!r}; ONNX defines "
-                         + ", ".join(ACTIVATIONS))
-    return found
-
-
 def aligned(functions, alpha, beta, where):
     """ONNX's in-order ``activation_alpha``/``activation_beta`` -> lists aligned with
     ``functions`` (an entry per function: its value, or None if it takes none).
 
     Each function that takes an alpha (beta) consumes the next entry; when the
-    list has run out it gets onnxruntime's value (as float32, like the entries). Entries left over are an error:
-    no function would read them.
+    list has run out it gets onnxruntime's value (as float32, like the entries).
+    Entries left over are an error: no function would read them.
     """
     out = []
     for values, takes, attr in ((alpha, TAKES_ALPHA, "activation_alpha"),
