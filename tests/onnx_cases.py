@@ -31,11 +31,12 @@ def weights(op, D, *, bias=True, peepholes=False, dtype=np.float32, seed=0, scal
     return {k: rng.uniform(-scale, scale, s).astype(dtype) for k, s in shapes.items()}
 
 
-def node_model(op, w, *, dtype=np.float32, layout=0, opset=14, **attrs):
+def node_model(op, w, *, dtype=np.float32, layout=0, opset=14, hidden_size=H, **attrs):
     """A model of one ``op`` node with weights ``w`` as initializers.
 
     Graph inputs ``X``, ``sequence_lens`` (int32), ``initial_h`` (, ``initial_c``);
     outputs ``Y``, ``Y_h`` (, ``Y_c``). ``attrs`` are the node's attributes.
+    ``hidden_size=None`` leaves that attribute out.
     """
     lstm = op == "LSTM"
     names = ["X", "W", "R", "B" if "B" in w else "", "sequence_lens", "initial_h"]
@@ -46,7 +47,9 @@ def node_model(op, w, *, dtype=np.float32, layout=0, opset=14, **attrs):
     outs = ["Y", "Y_h"] + (["Y_c"] if lstm else [])
     if opset >= 14:
         attrs["layout"] = layout
-    node = helper.make_node(op, names, outs, name=f"the_{op.lower()}", hidden_size=H, **attrs)
+    if hidden_size is not None:  # None: the attribute is left out
+        attrs["hidden_size"] = hidden_size
+    node = helper.make_node(op, names, outs, name=f"the_{op.lower()}", **attrs)
     elem = ELEM[dtype]
     inputs = [helper.make_tensor_value_info("X", elem, None),
               helper.make_tensor_value_info("sequence_lens", TensorProto.INT32, None),

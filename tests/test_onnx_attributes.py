@@ -4,8 +4,9 @@ README's table (so the table says what the tests measure, not what docs claim).
 
 A cell reads ``yes`` (matches the truth), ``ignores`` (gives what the node gives
 without the attribute), ``refuses`` (raises) or ``differs``. The truth is
-onnxruntime's output, or, for ``layout=1`` which onnxruntime refuses, its output
-for the layout-0 twin on transposed tensors.
+onnxruntime's output, or, where onnxruntime refuses the node, its output for the
+twin it runs: ``layout=1`` -> the layout-0 node on transposed tensors; no
+``hidden_size`` -> the node that states it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import re
 import numpy as np
 import pytest
 from onnx_cases import (
+    H,
     L,
     feeds,
     node_model,
@@ -39,6 +41,8 @@ ROWS = {
     "`sequence_lens`": ("LSTM", {}, {}, {"lens": [L, 3, 1, 6]}, "lens"),
     "`sequence_lens` with a 0": ("GRU", GRU1, {}, {"lens": [L, 0, 2, 0]}, "lens"),
     "`initial_h`, `initial_c`": ("LSTM", {}, {}, {}, "states"),
+    "`hidden_size` omitted (read off `R`)": ("GRU", dict(GRU1, hidden_size=None), {}, {},
+                                             None),
     "`B` omitted (zero biases)": ("RNN", {"activations": ["Tanh"]}, {"bias": False}, {}, None),
     "RNN `activations=[Relu]`": ("RNN", {"activations": ["Relu"]}, {}, {},
                                  {"activations": ["Tanh"]}),
@@ -74,8 +78,10 @@ def _same(a, b, tol=1e-5):
 
 
 def _model(op, attrs, w, layout=0):
+    attrs = dict(attrs)
+    size = attrs.pop("hidden_size", H)  # None: left out
     attrs = {k: v for k, v in attrs.items() if v is not None}
-    return node_model(op, w, layout=layout, **attrs)
+    return node_model(op, w, layout=layout, hidden_size=size, **attrs)
 
 
 def measure(label):
@@ -94,6 +100,8 @@ def measure(label):
     truth = ort
     if layout == 1:
         truth = to_batch_major(run_ort(_model(op, attrs, w), feeds(op, D, **fkw)))
+    if "hidden_size" in attrs:  # onnxruntime needs it: the twin that gives it
+        truth = run_ort(_model(op, dict(attrs, hidden_size=H), w), f)
     baseline = _baseline(op, attrs, w, D, fkw, base, layout)
 
     def verdict(got):
