@@ -115,6 +115,8 @@ def to_onnx(layer, path, **options):
     (``(N, L, H_in)`` with batch_first) -> ``output`` ``(L, N, D*H)``, ``h_n``
     (, ``c_n``). A Linear maps ``input (*, in_features)`` -> ``output``
     (``MatMul`` and ``Add``).
+    A float64 layer writes DOUBLE tensors: valid ONNX that onnx's reference
+    evaluator runs, but onnxruntime has no float64 recurrent kernels.
     Raises NotImplementedError naming ``proj_size`` (ONNX's LSTM has no
     projection), ValueError for a layer in training mode with dropout,
     TypeError for anything else, ImportError without the onnx package.
