@@ -202,6 +202,40 @@ def test_weight_errors_name_node_and_input():
         nplstm.from_onnx(model)
 
 
+def test_weights_from_nodes_that_are_not_constants_to_fold():
+    """A weight made by an If (a subgraph) or by a node of another domain is refused
+    by name, not evaluated."""
+    model = lstm_model()
+    B = model.graph.initializer.pop(2)
+    branch = helper.make_graph([helper.make_node("Identity", ["B_const"], ["B_out"])], "b",
+                               [], [helper.make_tensor_value_info("B_out", F32, None)])
+    model.graph.initializer.append(onnx.numpy_helper.from_array(
+        onnx.numpy_helper.to_array(B), "B_const"))
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.array(True), "yes"))
+    model.graph.node.insert(0, helper.make_node("If", ["yes"], ["B"], name="pick",
+                                                then_branch=branch, else_branch=branch))
+    with pytest.raises(ValueError, match="input 'B' comes from a 'If' node \\(pick\\)"):
+        nplstm.from_onnx(model)
+    model.graph.node[0].CopyFrom(helper.make_node("Scale", ["B_const"], ["B"],
+                                                  domain="com.example"))
+    with pytest.raises(ValueError, match="input 'B' comes from a 'Scale' node"):
+        nplstm.from_onnx(model)
+
+
+def test_shape_and_option_errors_name_the_node():
+    model = lstm_model()
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(
+        np.zeros((20, 5), np.float32), "R"))
+    with pytest.raises(ValueError, match=r"'the_lstm': input R must be 3-D .*got shape "
+                                         r"\(20, 5\)"):
+        nplstm.from_onnx(model)
+    with pytest.raises(ValueError, match="ONNX LSTM node 'the_lstm': .*clip"):
+        nplstm.from_onnx(edit(lstm_model(), clip=-1.0))
+    with pytest.raises(ValueError, match="ONNX GRU node 'the_gru': attribute activations: "
+                                         ".*activations must have 2 entries"):
+        nplstm.from_onnx(node_model("GRU", weights("GRU", 1), activations=["Tanh"]))
+
+
 def test_float16_weights_need_a_dtype():
     w = {k: v.astype(np.float16) for k, v in weights("GRU", 1).items()}
     model = node_model("GRU", w, linear_before_reset=1)
