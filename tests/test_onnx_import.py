@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 
 import numpy as np
 import pytest
@@ -121,6 +122,10 @@ def test_reversed_reads_through_and_refuses_trace():
     assert repr(rev) == "Reversed(GRU(3, 5))"
     with pytest.raises(AttributeError, match="trace"):
         rev.trace(np.zeros((L, N, I)))
+    x = np.random.default_rng(0).standard_normal((L, N, I)).astype(np.float32)
+    again = pickle.loads(pickle.dumps(rev))
+    assert isinstance(again, Reversed)
+    np.testing.assert_array_equal(again(x)[0], rev(x)[0])
 
 
 def test_weights_are_reordered_into_pytorchs_layout():
