@@ -21,7 +21,7 @@ from .options import (
     peephole_config,
     repr_options,
 )
-from .trace import Trace
+from .trace import Trace, layer_options
 
 
 class _CellBase(Module):
@@ -144,7 +144,8 @@ class _CellBase(Module):
                      c_n=state[1] if len(state) > 1 else None,
                      input=x[0] if unbatched else x, h_0=h_0[0],
                      c_0=h_0[1] if len(h_0) > 1 else None, layer_inputs=[x[None]],
-                     unbatched=unbatched, nonlinearity=self.nonlinearity)
+                     unbatched=unbatched, nonlinearity=self.nonlinearity,
+                     options=layer_options(self))
 
     def _step(self, input, hx, record, full=False):
         name = type(self).__name__

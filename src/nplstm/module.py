@@ -268,9 +268,10 @@ class Module:
     def from_state_dict(cls, state_dict, prefix="", *, dtype=np.float32, **kwargs):
         """Build a layer whose sizes fit ``state_dict`` (PyTorch's keys) and load it.
 
-        Sizes, ``num_layers``, ``bias``, ``bidirectional`` and ``proj_size`` are read
-        off the keys and shapes; options that leave no trace in the weights
-        (``batch_first``, ``dropout``, ``nonlinearity``) are passed as ``kwargs``.
+        Sizes, ``num_layers``, ``bias``, ``bidirectional``, ``proj_size`` and LSTM
+        ``peepholes`` (keys ``weight_ph_l{k}``) are read off the keys and shapes;
+        options that leave no trace in the weights (``batch_first``, ``dropout``,
+        ``nonlinearity``, ``clip``, ``activations``, ...) are passed as ``kwargs``.
 
         >>> lstm = nplstm.LSTM.from_state_dict(torch_model.state_dict(), prefix="lstm.")
         """
