@@ -309,3 +309,16 @@ def test_import_nplstm_needs_no_onnx():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                        check=False)
     assert r.returncode == 0, r.stderr
+
+
+def test_weights_part_initializer_part_computed():
+    """W straight from an initializer, R through an Identity: one fold gives both."""
+    w = weights("LSTM", 1)
+    model = lstm_model()
+    model.graph.initializer[1].name = "R0"
+    model.graph.node.insert(0, helper.make_node("Identity", ["R0"], ["R"]))
+    got = nplstm.from_onnx(model)["the_lstm"].state_dict()
+    want = nplstm.from_onnx(node_model("LSTM", w))["the_lstm"].state_dict()
+    assert got.keys() == want.keys()
+    for key in got:
+        np.testing.assert_array_equal(got[key], want[key])
