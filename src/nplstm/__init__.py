@@ -7,7 +7,7 @@
 ((7, 2, 5), (2, 2, 5), (2, 2, 5))
 """
 
-from . import gates
+from . import gates, grad, losses, optim
 from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
 from .module import IncompatibleKeys
@@ -28,8 +28,11 @@ __all__ = [
     "__version__",
     "from_onnx",
     "gates",
+    "grad",
     "load_weights",
+    "losses",
     "onnx",
+    "optim",
     "save_weights",
 ]
 

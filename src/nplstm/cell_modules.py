@@ -147,6 +147,18 @@ class _CellBase(Module):
                      unbatched=unbatched, nonlinearity=self.nonlinearity,
                      options=layer_options(self))
 
+    def backward(self, trace, grad_output):
+        """Gradients of one step that :meth:`trace` recorded.
+
+        ``grad_output``: dL/d the returned state, shaped like it (``(dh, dc)`` for
+        LSTMCell, either may be None; ``dh`` for GRUCell/RNNCell). Returns
+        :class:`nplstm.grad.Grads`: ``params`` keyed like :meth:`state_dict`,
+        ``input`` like x, ``hx`` like hx. Uses the cell's current parameters.
+        """
+        from . import grad
+
+        return grad.cell_backward(self, trace, grad_output)
+
     def _step(self, input, hx, record, full=False):
         name = type(self).__name__
         x = to_numpy(input, "input")
@@ -300,6 +312,16 @@ class Linear(Module):
         if self.bias_enabled:
             y = y + self._params["bias"]
         return y
+
+    def backward(self, input, grad_output):
+        """Gradients of ``y = self(input)`` given dL/dy ``(*, out_features)``.
+
+        Returns :class:`nplstm.grad.Grads` with ``params`` ``{"weight", "bias"}``
+        (keyed like :meth:`state_dict`) and ``input`` ``(*, in_features)``.
+        """
+        from . import grad
+
+        return grad.linear_backward(self, input, grad_output)
 
     def to_onnx(self, path, *, ndim=2):
         """Write this layer as an ONNX model for ``ndim``-D input (MatMul + Add); see

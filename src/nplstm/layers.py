@@ -258,6 +258,19 @@ class _RNNBase(Module):
         output, state, run = self._forward(input, hx, lengths, record=True)
         return Trace.from_forward(self, run, lengths, output, state)
 
+    def backward(self, trace, grad_output, grad_state=None):
+        """Backpropagation through time for the run ``trace`` recorded.
+
+        ``grad_output`` is dL/d output, shaped like ``trace.output``; ``grad_state``
+        dL/d the final state, shaped like it (``(dh_n, dc_n)`` for an LSTM, either
+        may be None), or None. Returns :class:`nplstm.grad.Grads` with ``params``
+        keyed like :meth:`state_dict`, ``input`` like x, ``hx`` like hx. The
+        layer's parameters must be those the trace ran with. See :mod:`nplstm.grad`.
+        """
+        from . import grad
+
+        return grad.layer_backward(self, trace, grad_output, grad_state)
+
     def _forward(self, input, hx, lengths, record):
         x = given = to_numpy(input, "input")
         if x.ndim not in (2, 3):
@@ -310,9 +323,9 @@ class _RNNBase(Module):
 
         def dropout(y):
             if p == 1:
-                return np.zeros_like(y)
+                return np.zeros_like(y), np.zeros(y.shape, dtype=bool)
             keep = rng.random(y.shape) >= p  # (L, N, D*H_out)
-            return np.where(keep, y / (1 - p), 0).astype(y.dtype)
+            return np.where(keep, y / (1 - p), 0).astype(y.dtype), keep
 
         return dropout
 

@@ -70,6 +70,8 @@ class Trace:
         input: the input as the layer saw it (its dtype, the user's layout).
         h_0, c_0: the initial states, shaped like ``h_n``/``c_n`` (zeros if no hx).
         layer_inputs: the input of each layer, time-major ``(L, N, in)`` each.
+        dropout_masks: per layer, the bool mask ``(L, N, D*H_out)`` dropout kept of
+            its output in training mode, or None; ``dropout`` the probability p.
         lengths: the ``lengths=`` given, ``(N,)``, or None.
         options: the layer's options beyond PyTorch's, as keyword arguments
             (``{"peepholes": True, "activations": (...), ...}``; ``{}`` for
@@ -78,7 +80,8 @@ class Trace:
 
     def __init__(self, mode, data, *, output, h_n, c_n=None, input=None, h_0=None, c_0=None,
                  layer_inputs=(), lengths=None, num_layers=1, num_directions=1,
-                 batch_first=False, unbatched=False, nonlinearity="tanh", options=None):
+                 batch_first=False, unbatched=False, nonlinearity="tanh", options=None,
+                 dropout_masks=None, dropout=0.0):
         self.mode = mode
         self.data = dict(data)  # name -> (num_layers, D, L, N, H)
         self.output, self.h_n, self.c_n = output, h_n, c_n
@@ -89,6 +92,9 @@ class Trace:
         self.batch_first, self.unbatched = batch_first, unbatched
         self.nonlinearity = nonlinearity
         self.options = dict(options or {})
+        # per layer: the bool mask dropout applied to its output (training), or None
+        self.dropout_masks = list(dropout_masks or [None] * num_layers)
+        self.dropout = dropout
 
     @classmethod
     def from_forward(cls, layer, run, lengths, output, state):
@@ -109,7 +115,9 @@ class Trace:
                    batch_first=getattr(layer, "batch_first", False),
                    unbatched=run["unbatched"],
                    nonlinearity=getattr(layer, "nonlinearity", "tanh"),
-                   options=layer_options(layer))
+                   options=layer_options(layer),
+                   dropout_masks=[r.get("dropout") for r in recs],
+                   dropout=getattr(layer, "dropout", 0.0))
 
     # -------------------------------------------------------------- sizes --
 
@@ -321,6 +329,10 @@ class Trace:
                 arrays[name] = getattr(self, name)
         for k, x in enumerate(self.layer_inputs):
             arrays[f"layer_inputs/{k}"] = x
+        for k, keep in enumerate(self.dropout_masks):
+            if keep is not None:
+                arrays[f"dropout_masks/{k}"] = keep
+        arrays["meta/dropout"] = np.asarray(self.dropout)
         for name in _META + ("nonlinearity",):
             arrays[f"meta/{name}"] = np.asarray(getattr(self, name))
         arrays["meta/options"] = np.asarray(json.dumps(self.options))  # a str, no pickle
@@ -347,12 +359,15 @@ class Trace:
             inputs = sorted((int(k.split("/")[1]), z[k]) for k in files
                             if k.startswith("layer_inputs/"))
             opt = {k: (z[k] if k in files else None) for k in _OPTIONAL}
+            masks = [z[f"dropout_masks/{k}"] if f"dropout_masks/{k}" in files else None
+                     for k in range(int(meta["num_layers"]))]
+            p = float(z["meta/dropout"]) if "meta/dropout" in files else 0.0
             nonlin = str(z["meta/nonlinearity"].item()) if "meta/nonlinearity" in files \
                 else "tanh"
             options = _load_options(path, z) if "meta/options" in files else {}
             return cls(str(meta.pop("mode")), data, output=z["output"], h_n=z["h_n"],
                        layer_inputs=[x for _, x in inputs], nonlinearity=nonlin,
-                       options=options, **opt,
+                       options=options, **opt, dropout_masks=masks, dropout=p,
                        **{k: (bool(v) if k in ("batch_first", "unbatched") else int(v))
                           for k, v in meta.items()})
 
