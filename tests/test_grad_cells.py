@@ -130,3 +130,30 @@ def test_saved_trace_backpropagates_with_its_dropout_masks(tmp_path):
     a, b = lstm.backward(trace, gy), lstm.backward(loaded, gy)
     for k in a.params:
         np.testing.assert_array_equal(a.params[k], b.params[k])
+
+
+def test_backward_refuses_a_trace_recorded_with_other_weights():
+    """Activations from one set of weights with the gradient of another would be
+    silently wrong (PyTorch's autograd refuses weights changed after the forward)."""
+    from nplstm import optim
+
+    x = np.random.default_rng(0).standard_normal((4, 2, 3))
+    gy = np.ones((4, 2, 5))
+    lstm = nplstm.LSTM(3, 5, dtype=np.float64, seed=0)
+    twin = nplstm.LSTM(3, 5, dtype=np.float64, seed=1)  # same shapes, other weights
+    trace = lstm.trace(x)
+    with pytest.raises(ValueError, match="trace was recorded with other weights than this LSTM"):
+        twin.backward(trace, gy)
+    lstm.backward(trace, gy)  # still its own
+    lstm.load_state_dict(twin.state_dict())
+    with pytest.raises(ValueError, match="load_state_dict or an optimizer step"):
+        lstm.backward(trace, gy)
+    trace = lstm.trace(x)
+    opt = optim.SGD(lstm, lr=0.1)
+    opt.step(lstm.backward(trace, gy).params)
+    with pytest.raises(ValueError, match="trace was recorded with other weights"):
+        lstm.backward(trace, gy)
+    cell, other = (nplstm.GRUCell(3, 5, dtype=np.float64, seed=s) for s in (0, 1))
+    ctrace = cell.trace(x[0])
+    with pytest.raises(ValueError, match="trace was recorded with other weights than this GRUCell"):
+        other.backward(ctrace, np.ones((2, 5)))

@@ -115,6 +115,52 @@ def test_optimizer_errors():
         opt.load_state_dict({"state": {}, "param_groups": [{"params": [0]}]})
 
 
+@pytest.mark.parametrize("kw,message", [
+    ({"lr": float("nan")}, "Invalid learning rate value: nan"),  # torch: not 0.0 <= lr
+    ({"eps": float("nan")}, "Invalid epsilon value: nan"),
+    ({"betas": (float("nan"), 0.9)}, "Invalid beta parameter at index 0 value: nan"),
+])
+def test_nan_hyperparameters_rejected_like_torch(kw, message):
+    with pytest.raises(ValueError, match="Invalid"):
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)], **kw)
+    with pytest.raises(ValueError, match=message):
+        optim.Adam(nplstm.LSTM(3, 4, seed=0), **kw)
+
+
+def test_failed_step_changes_nothing():
+    lstm = nplstm.LSTM(3, 4, seed=0)
+    opt = optim.Adam(lstm, lr=0.1)
+    before = lstm.state_dict()
+    g = {k: np.ones_like(v) for k, v in before.items()}
+    with pytest.raises(ValueError, match=r"grads\['bias_hh_l0'\] must have shape"):
+        opt.step({**g, "bias_hh_l0": np.zeros(3)})  # the last key: the others were fine
+    assert opt.state_dict()["state"] == {}
+    for k, v in lstm.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_load_state_dict_rejects_foreign_or_invalid_state():
+    lstm = nplstm.LSTM(3, 4, seed=0)
+    adam, sgd = optim.Adam(lstm), optim.SGD(lstm, momentum=0.9)
+    with pytest.raises(ValueError, match=r"state_dict is not for SGD: its hyperparameters "
+                                         r"are \['amsgrad', 'betas'"):
+        sgd.load_state_dict(adam.state_dict())
+    tl = torch.nn.LSTM(3, 4)
+    with pytest.raises(ValueError, match="state_dict is not for Adam"):  # torch's own keys
+        adam.load_state_dict(torch.optim.Adam(tl.parameters()).state_dict())
+    with pytest.raises(ValueError, match="'param_groups' a list of one dict"):
+        adam.load_state_dict({"state": 3, "param_groups": "x"})
+    sd = adam.state_dict()
+    sd["param_groups"][0]["lr"] = -5.0
+    with pytest.raises(ValueError, match="Invalid learning rate value: -5.0"):
+        adam.load_state_dict(sd)
+    sd = adam.state_dict()
+    sd["state"] = {7: {"step": 1.0}}
+    with pytest.raises(ValueError, match=r"parameter indices in \[0, 4\)"):
+        adam.load_state_dict(sd)
+    assert adam.lr == 1e-3 and adam.state == {}  # untouched by the failed loads
+
+
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
 @pytest.mark.parametrize("max_norm", [0.5, 1e6])
 def test_clip_grad_norm_equals_torch(norm_type, max_norm):
@@ -167,3 +213,8 @@ def test_loss_errors():
         losses.cross_entropy(np.ones((2, 3)), np.array([0, 3]))
     with pytest.raises(ValueError, match=r"logits must be \(M, C\) with target \(M,\)"):
         losses.cross_entropy(np.ones((2, 3)), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="input is empty: the mean over no elements"):
+        losses.mse_loss(np.ones((0, 3)), np.ones((0, 3)))
+    with pytest.raises(ValueError, match="logits is empty"):
+        losses.cross_entropy(np.ones((0, 3)), np.zeros(0, int))
+    assert losses.mse_loss(np.ones((0, 3)), np.ones((0, 3)), "sum")[0] == 0.0

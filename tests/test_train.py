@@ -110,14 +110,28 @@ def test_progress_bar_and_fallback(tmp_path, capsys, monkeypatch):
 
 @pytest.mark.parametrize("argv,message", [
     (["forecast", "--epochs", "0"], "--epochs must be >= 1, got 0"),
-    (["forecast", "--lr", "-1"], "--lr must be > 0, got -1.0"),
+    (["forecast", "--lr", "-1"], "--lr must be a finite number > 0, got -1.0"),
+    (["forecast", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
     (["forecast", "--clip", "-1"], "--clip must be >= 0"),
+    (["forecast", "--clip", "nan"], "--clip must be >= 0, got nan"),
+    (["chars", "--temperature", "0"], "--temperature must be a finite number > 0, got 0.0"),
+    (["chars", "--temperature", "-1"], "--temperature must be a finite number > 0"),
+    (["chars", "--sample", "-5"], "--sample must be >= 0, got -5"),
     (["forecast", "--window", "5000"], "--window must be < 1825"),
-    (["chars", "MISSING.txt"], "MISSING.txt"),
+    (["chars", "MISSING.txt"], "FILE MISSING.txt: cannot read it (No such file"),
 ])
 def test_errors(argv, message, tmp_path, capsys):
     assert main(["train", *argv, "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_unusable_out_folder(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        assert main(["train", "forecast", "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}: cannot make this folder" in err and "Traceback" not in err
 
 
 def test_chars_text_errors(tmp_path, capsys):
@@ -146,3 +160,18 @@ def test_grad_per_step_shape_and_vanishing():
         assert g.shape == (60,)
         ratios[kind] = g[0] / g[-1]
     assert ratios["rnn"] < 1e-3 and ratios["lstm"] < 1e-3
+
+
+def test_grad_per_step_norm_does_not_underflow_in_float32():
+    """A float32 gradient of ~1e-25 squares below float32's range; its norm is not 0."""
+    x = np.random.default_rng(0).standard_normal((150, 4, 1)).astype(np.float32)
+    m = train.Model.build("rnn", 1, 16, 1, seed=0)
+    y, trace = m.forward(x)
+    dy = np.zeros_like(y)
+    dy[-1] = 1.0
+    _, g = m.grads(trace, dy)
+    assert np.all(g.input != 0)  # no gradient underflowed ...
+    norms = train.grad_per_step(m, x)
+    assert np.all(norms > 0)  # ... so no norm may be 0
+    want = np.sqrt((g.input.astype(np.float64) ** 2).sum(-1)).mean(1)
+    np.testing.assert_allclose(norms, want, rtol=1e-12)

@@ -140,12 +140,14 @@ class _CellBase(Module):
         for name, s in zip(self.family.states, state):
             data[name] = s.reshape(1, 1, 1, *x.shape[:1], -1).copy()
         h_0 = [s[None, 0] if unbatched else s[None] for s in state0]  # (1, [N,] H)
-        return Trace(self.family.name, data, output=state[0], h_n=state[0],
+        trace = Trace(self.family.name, data, output=state[0], h_n=state[0],
                      c_n=state[1] if len(state) > 1 else None,
                      input=x[0] if unbatched else x, h_0=h_0[0],
                      c_0=h_0[1] if len(h_0) > 1 else None, layer_inputs=[x[None]],
                      unbatched=unbatched, nonlinearity=self.nonlinearity,
                      options=layer_options(self))
+        trace._weights = dict(self._params)
+        return trace
 
     def backward(self, trace, grad_output):
         """Gradients of one step that :meth:`trace` recorded.

@@ -229,6 +229,13 @@ def _check_trace(layer, trace):
     if trace.options != layer_options(layer):
         raise ValueError(f"trace does not come from this layer: its options are "
                          f"{trace.options}, the layer's {layer_options(layer)}")
+    weights = trace._weights
+    if weights is not None and (weights.keys() != layer._params.keys() or any(
+            weights[k] is not layer._params[k] for k in weights)):
+        raise ValueError(f"trace was recorded with other weights than this "
+                         f"{type(layer).__name__} has now (another layer's trace, or "
+                         f"load_state_dict or an optimizer step since the forward); "
+                         f"trace the run again")
     if not trace.layer_inputs:
         raise ValueError("trace has no layer inputs (a trace loaded from a file cannot be "
                          "back-propagated); trace the run again")

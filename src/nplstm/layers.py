@@ -256,7 +256,9 @@ class _RNNBase(Module):
     def trace(self, input, hx=None, lengths=None):
         """Run like ``__call__`` and keep every gate and state: a :class:`Trace`."""
         output, state, run = self._forward(input, hx, lengths, record=True)
-        return Trace.from_forward(self, run, lengths, output, state)
+        trace = Trace.from_forward(self, run, lengths, output, state)
+        trace._weights = dict(self._params)
+        return trace
 
     def backward(self, trace, grad_output, grad_state=None):
         """Backpropagation through time for the run ``trace`` recorded.

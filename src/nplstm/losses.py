@@ -20,6 +20,12 @@ def _reduction(reduction):
     return reduction
 
 
+def _check_not_empty(n, reduction, what):
+    if n == 0 and reduction == "mean":
+        raise ValueError(f"{what} is empty: the mean over no elements is undefined "
+                         f"(torch returns nan); use reduction='sum' or pass data")
+
+
 def mse_loss(input, target, reduction="mean"):
     """Mean squared error: L = mean((input − target)²) (or the sum).
 
@@ -36,6 +42,7 @@ def mse_loss(input, target, reduction="mean"):
     y = to_numpy(target, "target")
     if x.shape != y.shape:
         raise ValueError(f"target must have the shape of input, {x.shape}, got {y.shape}")
+    _check_not_empty(x.size, reduction, "input")
     diff = x - y.astype(x.dtype, copy=False)
     scale = 1.0 / diff.size if reduction == "mean" else 1.0
     return float(np.sum(diff * diff) * scale), (2 * scale) * diff
@@ -73,6 +80,7 @@ def cross_entropy(logits, target, reduction="mean"):
     if t.size and (t.min() < 0 or t.max() >= C):
         raise ValueError(f"target must be class indices in [0, {C}), got values from "
                          f"{t.min()} to {t.max()}")
+    _check_not_empty(a.shape[0], reduction, "logits")
     logp = log_softmax(a)  # (M, C)
     rows = np.arange(a.shape[0])
     scale = 1.0 / a.shape[0] if reduction == "mean" else 1.0

@@ -42,7 +42,7 @@ def _named_modules(module):
 def _check(name, value, low=0.0, below=None):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    if value < low or (below is not None and value >= below):
+    if not value >= low or (below is not None and not value < below):  # NaN fails too
         bounds = f">= {low}" + (f" and < {below}" if below is not None else "")
         raise ValueError(f"Invalid {name} value: {value} (must be {bounds})")
     return float(value)
@@ -72,17 +72,21 @@ class Optimizer:
         if missing or unknown:
             raise ValueError(f"grads must have a gradient for every parameter; missing "
                              f"{missing}, unknown {unknown}")
-        index = 0
+        checked = []  # every gradient checked before any state or parameter changes
         for prefix, module in self._modules:
-            new = {}
             for key, p in module.named_parameters():
                 g = np.asarray(to_numpy(grads[prefix + key], f"grads[{prefix + key!r}]"),
                                dtype=p.dtype)
                 if g.shape != p.shape:
                     raise ValueError(f"grads[{prefix + key!r}] must have shape {p.shape}, "
                                      f"got {g.shape}")
+                checked.append(g)
+        index = 0
+        for prefix, module in self._modules:
+            new = {}
+            for key, p in module.named_parameters():
                 state = self.state.setdefault(index, {})
-                new[key] = self._update(p.copy(), g, state)
+                new[key] = self._update(p.copy(), checked[index], state)
                 index += 1
             module.load_state_dict(new)
 
@@ -110,11 +114,26 @@ class Optimizer:
         except (TypeError, KeyError):
             raise ValueError("state_dict must have 'state' and 'param_groups', as "
                              "Optimizer.state_dict() returns") from None
-        if len(groups) != 1 or len(groups[0].get("params", ())) != len(self.param_names):
+        if (not isinstance(groups, (list, tuple)) or len(groups) != 1
+                or not hasattr(groups[0], "keys") or not hasattr(state, "items")):
+            raise ValueError("state_dict must have 'param_groups' a list of one dict and "
+                             "'state' a dict, as Optimizer.state_dict() returns")
+        if len(groups[0].get("params", ())) != len(self.param_names):
             raise ValueError(f"state_dict is for a different set of parameters: expected one "
                              f"group of {len(self.param_names)}")
+        hyper = {k: v for k, v in groups[0].items() if k != "params"}
+        if set(hyper) != set(self.hyper):
+            raise ValueError(f"state_dict is not for {type(self).__name__}: its "
+                             f"hyperparameters are {sorted(hyper)}, {type(self).__name__}'s "
+                             f"{sorted(self.hyper)}")
+        modules = self._modules[0][1] if self._modules[0][0] == "" else {
+            p[:-1]: m for p, m in self._modules}
+        type(self)(modules, **hyper)  # the constructor's checks of every hyperparameter
         shapes = [p.shape for _, m in self._modules for _, p in m.named_parameters()]
         for i, s in state.items():
+            if not (str(i).isdigit() and int(i) < len(shapes) and hasattr(s, "items")):
+                raise ValueError(f"state_dict state must map parameter indices in "
+                                 f"[0, {len(shapes)}) to dicts, got key {i!r}")
             for name, v in s.items():
                 if name != "step" and np.shape(v) != shapes[int(i)]:
                     raise ValueError(f"state_dict state[{i}][{name!r}] has shape "

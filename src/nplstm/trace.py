@@ -92,6 +92,9 @@ class Trace:
         self.batch_first, self.unbatched = batch_first, unbatched
         self.nonlinearity = nonlinearity
         self.options = dict(options or {})
+        # The layer's parameter arrays the run used (read-only, replaced, never
+        # changed, by load_state_dict): backward checks the layer still has them.
+        self._weights = None
         # per layer: the bool mask dropout applied to its output (training), or None
         self.dropout_masks = list(dropout_masks or [None] * num_layers)
         self.dropout = dropout

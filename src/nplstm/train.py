@@ -114,14 +114,16 @@ def grad_per_step(model, x):
     """‖dL/dx_t‖ for every t when the loss reads only the last step's prediction.
 
     x ``(L, N, in)``; L = Σ y_L (the head's outputs at the last step). Returns
-    ``(L,)``: how much gradient reaches each earlier input, averaged over N.
+    ``(L,)`` float64: how much gradient reaches each earlier input, averaged over N.
     This is what vanishes in a plain RNN and survives in an LSTM.
     """
     y, trace = model.forward(x)
     dy = np.zeros_like(y)
     dy[-1] = 1.0
     _, g = model.grads(trace, dy)
-    return np.linalg.norm(g.input, axis=-1).mean(axis=1)  # (L,)
+    # float64: squaring a float32 gradient of 1e-23 underflows to 0 (norm 0), though
+    # the gradient itself is not 0.
+    return np.linalg.norm(g.input.astype(np.float64), axis=-1).mean(axis=1)  # (L,)
 
 
 def sample_chars(model, vocab, seed_text, length, temperature=1.0, rng=None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -79,10 +80,14 @@ def _check(args):
     for name in ("epochs", "steps", "hidden", "layers", "window", "batch", "threads"):
         if getattr(args, name) < 1:
             raise CLIError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    if not args.lr > 0:
-        raise CLIError(f"--lr must be > 0, got {args.lr}")
-    if args.clip < 0:
+    if not 0 < args.lr < math.inf:
+        raise CLIError(f"--lr must be a finite number > 0, got {args.lr}")
+    if not args.clip >= 0:  # inf: no clipping, as torch's clip_grad_norm_
         raise CLIError(f"--clip must be >= 0, got {args.clip}")
+    if getattr(args, "sample", 0) < 0:
+        raise CLIError(f"--sample must be >= 0, got {args.sample}")
+    if not 0 < getattr(args, "temperature", 1.0) < math.inf:
+        raise CLIError(f"--temperature must be a finite number > 0, got {args.temperature}")
 
 
 class Progress:
@@ -115,7 +120,10 @@ class Progress:
 def run(args):
     _check(args)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CLIError(f"--out {out}: cannot make this folder ({exc.strerror})") from None
     if args.plot:
         try:
             import matplotlib  # noqa: F401

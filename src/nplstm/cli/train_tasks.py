@@ -124,7 +124,10 @@ def forecast(args, out, Progress, report):
 
 def chars(args, out, Progress, report):
     """Next-character cross-entropy on 90% of the text, validated on the rest."""
-    text = T.load_text(args.file)
+    try:
+        text = T.load_text(args.file)
+    except OSError as exc:
+        raise CLIError(f"FILE {args.file}: cannot read it ({exc.strerror})") from None
     vocab = sorted(set(text))
     V, W = len(vocab), args.window
     index = {c: i for i, c in enumerate(vocab)}
