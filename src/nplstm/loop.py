@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cells
+from . import _numba, cells
 from .module import to_numpy
 
 
@@ -19,6 +19,12 @@ def length_mask(lengths, L, N, unbatched):
         return None
     if unbatched:
         raise ValueError("lengths= needs batched 3-D input; got unbatched 2-D input")
+    arr = check_lengths(lengths, L, N)
+    return (np.arange(L)[:, None] < arr[None, :])[:, :, None]  # (L, N, 1)
+
+
+def check_lengths(lengths, L, N):
+    """``lengths`` as an ``(N,)`` integer array, each in ``[1, L]``; errors otherwise."""
     arr = to_numpy(lengths, "lengths")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
@@ -29,7 +35,7 @@ def length_mask(lengths, L, N, unbatched):
     if bad.size:
         raise ValueError(f"lengths must be between 1 and the sequence length {L}, got "
                          f"{bad.tolist()}")
-    return (np.arange(L)[:, None] < arr[None, :])[:, :, None]  # (L, N, 1)
+    return arr
 
 
 def _chunks(L, size, reverse):
@@ -51,6 +57,8 @@ def run_direction(family, w, x, state, mask, reverse, record, final=None):
     run do the same arithmetic and give identical results. ``final``: arrays
     ``(N, H)`` to write the final state into (else new ones).
     """
+    if not record and _numba.use(family):  # the [fast] extra: the same math, compiled
+        return _numba.run_direction(family, w, x, state, mask, reverse, final)
     L, N = x.shape[:2]
     ws = cells.take_workspace(family, w, N, x.dtype)
     y = np.empty((L, N, state[0].shape[-1]), dtype=x.dtype)  # (L, N, H_out)
@@ -131,6 +139,8 @@ def run_cell(family, w, x, state, record=None):
     it is filled with the gate activations, ``(N, H)`` each.
     """
     N = x.shape[0]
+    if record is None and _numba.use(family):  # the [fast] extra
+        return _numba.cell_step(family, w, x, state, tuple(np.empty_like(s) for s in state))
     ws = cells.take_workspace(family, w, N, x.dtype)
     out = np.empty((state[0].shape[-1], N), dtype=x.dtype)  # (H, N)
     ws.out = out

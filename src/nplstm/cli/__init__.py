@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "card": "card",
     "convert": "convert",
     "bench": "bench",
+    "compile": "compile",
     "train": "train",
 }
 
