@@ -70,7 +70,8 @@ def main():
     args = p.parse_args()
     undo = bench._set_threads(args.threads)
     print(f"{platform.processor() or platform.machine()}, {args.threads} thread(s), "
-          f"float32, H={H}, onnxruntime {ort.__version__}")
+          f"float32, H={H}, onnxruntime {ort.__version__}, nplstm engine "
+          f"{nplstm.LSTM(H, H).engine} (NPLSTM_ENGINE chooses)")
     print("| node | nplstm ms | onnxruntime ms | onnx reference ms | ÷onnxruntime | max diff |")
     print("|---|---|---|---|---|---|")
     try:
