@@ -29,10 +29,12 @@ __all__ = [
     "Trace",
     "__version__",
     "from_keras",
+    "from_onnx",
     "gates",
     "grad",
     "load_weights",
     "losses",
+    "onnx",
     "optim",
     "save_weights",
 ]
@@ -48,4 +50,9 @@ def __getattr__(name):
         from .keras import from_keras
 
         return from_keras
+    if name in ("from_onnx", "onnx"):  # ONNX: the onnx package is imported only when used
+        import importlib
+
+        module = importlib.import_module(".onnx", __name__)
+        return module if name == "onnx" else module.from_onnx
     raise AttributeError(f"module 'nplstm' has no attribute {name!r}")

@@ -333,6 +333,12 @@ class _RNNBase(Module):
             output = output.transpose(1, 0, 2)  # (N, L, D*H_out)
         return output, self._pack_state(state), run
 
+    def to_onnx(self, path, *, initial_states=True):
+        """Write this layer as an ONNX model; see :func:`nplstm.onnx.to_onnx`."""
+        from .onnx import to_onnx
+
+        to_onnx(self, path, initial_states=initial_states)
+
     def _dropout_fn(self):
         if not (self.training and self.dropout > 0 and self.num_layers > 1):
             return None
