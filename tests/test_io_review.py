@@ -151,3 +151,51 @@ def test_npz_with_a_corrupt_deflate_stream_is_refused(tmp_path):
     raw[20_000:20_060] = bytes(60)  # inside the deflated data of the only entry
     path.write_bytes(bytes(raw))
     refused(path, "cannot read zip entry 'w.npy'")
+
+
+def _legacy_state(path, n: int):
+    """A legacy file of ``n`` tensors ``k<i>`` = [i, i+1], one storage each."""
+    from test_io_hostile import legacy_file
+
+    def lstorage(key):
+        return (b"(" + value("storage") + glob("torch", "FloatStorage") + value(key)
+                + value("cpu") + value(2) + b"NtQ")
+
+    pkl = state(**{f"k{i}": tensor(lstorage(str(i)), size=(2,)) for i in range(n)})
+    arrays = [np.arange(i, i + 2, dtype="<f4") for i in range(n)]
+    return legacy_file(path, pkl, keys=[str(i) for i in range(n)], storages=arrays)
+
+
+def test_legacy_pickles_longer_than_the_first_read_load(tmp_path, monkeypatch):
+    from nplstm.io import torch_legacy
+
+    monkeypatch.setattr(torch_legacy, "_FIRST_READ", 64)  # the pickles are ~3 KB
+    sd = nio.load_weights(_legacy_state(tmp_path / "old.pt", 30))
+    assert [sd[f"k{i}"].tolist() for i in range(30)] == [[i, i + 1] for i in range(30)]
+
+
+_TRUNCATE_WHILE_READING = """
+import sys, os, nplstm.io as nio
+from nplstm.io import torch_legacy
+check = torch_legacy._check_header
+def truncating(data, source):  # the file shrinks after it was opened
+    os.truncate(sys.argv[1], 4096)  # its pickles run on past this page
+    return check(data, source)
+torch_legacy._check_header = truncating
+try:
+    nio.load_weights(sys.argv[1])
+except nio.WeightsFormatError as e:
+    print('refused:', e)
+"""
+
+
+def test_a_legacy_file_truncated_while_read_is_refused_not_a_crash(tmp_path):
+    # The legacy reader memory-mapped the file: touching its pages after the file
+    # shrank killed the process with SIGBUS.
+    path = _legacy_state(tmp_path / "old.pt", 400)  # pickles span several pages
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", _TRUNCATE_WHILE_READING, str(path)],
+                         capture_output=True, text=True, timeout=60, env=env,
+                         check=False)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "refused:" in out.stdout and "ends" in out.stdout
