@@ -199,3 +199,17 @@ def test_a_legacy_file_truncated_while_read_is_refused_not_a_crash(tmp_path):
                          check=False)
     assert out.returncode == 0, out.stderr[-500:]
     assert "refused:" in out.stdout and "ends" in out.stdout
+
+
+def test_a_lone_surrogate_in_a_pickled_key_is_refused(tmp_path):
+    # It loaded, then broke `convert --list` and .npz writing, and went into a
+    # .safetensors header that strict JSON readers reject.
+    pkl = b"\x80\x02}(" + b"X\x03\x00\x00\x00\xed\xa0\x80" + tensor() + b"u."
+    refused(write_pt(tmp_path / "s.pt", pkl), "is not UTF-8")
+
+
+def test_a_lone_surrogate_in_a_safetensors_key_is_refused(tmp_path):
+    header = b'{"\\ud800":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    path = tmp_path / "s.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
+    refused(path, "header is not valid JSON.*surrogate")

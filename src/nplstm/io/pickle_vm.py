@@ -149,7 +149,7 @@ class Machine:
     def text(self, n: int) -> str:
         raw = self.take(n)
         try:
-            return str(raw, "utf-8", "surrogatepass")
+            return str(raw, "utf-8")  # strict: no lone surrogates (they cannot be saved)
         except UnicodeDecodeError as exc:
             self.fail(f"string at byte {self.pos - n} is not UTF-8 ({exc.reason})")
 
