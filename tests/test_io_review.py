@@ -213,3 +213,13 @@ def test_a_lone_surrogate_in_a_safetensors_key_is_refused(tmp_path):
     path = tmp_path / "s.safetensors"
     path.write_bytes(len(header).to_bytes(8, "little") + header + bytes(4))
     refused(path, "header is not valid JSON.*surrogate")
+
+
+def test_npz_whose_entries_point_before_the_file_is_refused(tmp_path):
+    # Found by the fuzz test once entries were streamed: zipfile seeks to a negative
+    # offset and raises a bare OSError (EINVAL).
+    path = tmp_path / "half.npz"
+    np.savez(path, a=np.arange(50.0), b=np.arange(50.0))
+    raw = path.read_bytes()
+    path.write_bytes(raw[len(raw) // 2:])
+    refused(path, "cannot read zip entry|bad local header|cannot read the")

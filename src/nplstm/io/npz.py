@@ -16,10 +16,10 @@ import zipfile
 import numpy as np
 
 from ._common import (
+    _ZIP_ERRORS,
     WeightsFormatError,
     check_shape,
     check_zip_archive,
-    damaged_zip_errors,
     native,
     numel,
     open_zip,
@@ -59,8 +59,25 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray:
     entry costs its own size once (not the entry's bytes plus a copy of them).
     """
     what = f"{path}: array {quote(_key(info, path))}"
-    with damaged_zip_errors(path, f"cannot read zip entry {quote(info.filename)}"), \
-            zf.open(info) as entry:
+    try:
+        buffer, shape, fortran, dtype = _inflate(zf, info, what)
+    except WeightsFormatError:
+        raise
+    except (OSError, *_ZIP_ERRORS) as exc:  # a seek or read that the damage sent astray
+        raise WeightsFormatError(f"{path}: cannot read zip entry {quote(info.filename)} "
+                                 f"({type(exc).__name__}: {quote(str(exc), 120)})") from None
+    flat = buffer.view(dtype)  # (numel,)
+    if fortran:
+        return native(np.array(flat.reshape(shape[::-1]).T, order="C"))  # (shape)
+    return native(flat.reshape(shape))  # (shape), C order, writable, its own buffer
+
+
+_CHUNK = 1 << 20
+
+
+def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str):
+    """``(buffer, shape, fortran, dtype)``: the header parsed, the data in a new buffer."""
+    with zf.open(info) as entry:
         head = entry.read(12)  # magic, version, header length (numpy.lib.format)
         fmt = "<H" if head[6:7] == b"\x01" else "<I"
         start = 10 if fmt == "<H" else 12
@@ -85,13 +102,7 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray:
         if entry.read(1):
             raise WeightsFormatError(f"{what}: the entry holds more than its "
                                      f"{nbytes} data bytes")
-    flat = buffer.view(dtype)  # (numel,)
-    if fortran:
-        return native(np.array(flat.reshape(shape[::-1]).T, order="C"))  # (shape)
-    return native(flat.reshape(shape))  # (shape), C order, writable, its own buffer
-
-
-_CHUNK = 1 << 20
+    return buffer, shape, fortran, dtype
 
 
 def parse_npy_header(data: bytes, what: str):
