@@ -10,7 +10,7 @@
 from . import gates
 from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
-from .module import IncompatibleKeys
+from .module import IncompatibleKeys, InputError
 from .trace import Trace
 
 __version__ = "0.1.0"
@@ -21,10 +21,13 @@ __all__ = [
     "RNN",
     "GRUCell",
     "IncompatibleKeys",
+    "InputError",
     "LSTMCell",
     "Linear",
     "RNNCell",
     "Trace",
+    "UnsafeWeightsError",
+    "WeightsFormatError",
     "__version__",
     "gates",
     "load_weights",
@@ -32,10 +35,18 @@ __all__ = [
 ]
 
 
+_FROM_IO = ("load_weights", "save_weights", "UnsafeWeightsError", "WeightsFormatError")
+
+
 def __getattr__(name):
     # Weight files: imported on first use so `import nplstm` stays light.
-    if name in ("load_weights", "save_weights"):
+    if name in _FROM_IO:
         from . import io
 
         return getattr(io, name)
     raise AttributeError(f"module 'nplstm' has no attribute {name!r}")
+
+
+def __dir__():
+    # The lazy names too, so tab completion and dir() find them.
+    return sorted(set(globals()) | set(__all__))

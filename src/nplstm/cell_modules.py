@@ -12,7 +12,16 @@ import math
 import numpy as np
 
 from . import cells, loop
-from .module import Module, Nonlinearity, check_bool, check_gate_rows, check_size, to_numpy
+from .layers import unpack_single
+from .module import (
+    InputError,
+    Module,
+    Nonlinearity,
+    check_bool,
+    check_gate_rows,
+    check_size,
+    to_numpy,
+)
 from .trace import Trace
 
 
@@ -37,6 +46,7 @@ class _CellBase(Module):
         return shapes
 
     _optional_params = ("bias_ih", "bias_hh")
+    _first_key = "weight_ih"
 
     @classmethod
     def _config_from_keys(cls, keys, prefix):
@@ -117,7 +127,7 @@ class _CellBase(Module):
         record = {}
         state, unbatched, x, state0 = self._step(input, hx, record, full=True)
         if x.shape[0] == 0:
-            raise ValueError("trace needs at least one sample, got an empty batch")
+            raise InputError("trace needs at least one sample, got an empty batch")
         data = {k: v[None, None, None] for k, v in record.items()}  # (1, 1, 1, N, H)
         for name, s in zip(self.family.states, state):
             data[name] = s.reshape(1, 1, 1, *x.shape[:1], -1).copy()
@@ -132,10 +142,10 @@ class _CellBase(Module):
         name = type(self).__name__
         x = to_numpy(input, "input")
         if x.ndim not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {x.ndim}D input "
+            raise InputError(f"{name}: Expected input to be 1D or 2D, got {x.ndim}D input "
                              f"of shape {x.shape}")
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"input has inconsistent input_size: got {x.shape[-1]} "
+            raise InputError(f"input has inconsistent input_size: got {x.shape[-1]} "
                              f"expected {self.input_size}")
         unbatched = x.ndim == 1
         x = np.asarray(x, dtype=self.dtype).reshape(-1, self.input_size)  # (N, H_in)
@@ -156,14 +166,14 @@ class _CellBase(Module):
         for name, part in zip(self.family.states, parts):
             arr = to_numpy(part, f"hx ({name})")
             if arr.shape != shape:
-                raise ValueError(f"{type(self).__name__}: expected {name} of shape {shape} "
+                raise InputError(f"{type(self).__name__}: expected {name} of shape {shape} "
                                  f"for input of batch size {'(unbatched)' if unbatched else N}"
                                  f", got {arr.shape}")
             out.append(np.asarray(arr, dtype=self.dtype).reshape(N, self.hidden_size))
         return tuple(out)
 
     def _unpack_state(self, hx):
-        return (hx,)
+        return (unpack_single(hx, type(self).__name__, "h"),)
 
     def _pack_state(self, state):
         return state[0]
@@ -236,6 +246,7 @@ class Linear(Module):
         self._init_params(1.0 / math.sqrt(self.in_features))
 
     _optional_params = ("bias",)
+    _first_key = "weight"
 
     @classmethod
     def _config_from_keys(cls, keys, prefix):
@@ -252,7 +263,7 @@ class Linear(Module):
     def __call__(self, input):
         x = to_numpy(input, "input")
         if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"input must have shape (*, {self.in_features}) for Linear("
+            raise InputError(f"input must have shape (*, {self.in_features}) for Linear("
                              f"in_features={self.in_features}), got {x.shape}")
         y = np.asarray(x, dtype=self.dtype) @ self._params["weight"].T  # (*, out)
         if self.bias_enabled:

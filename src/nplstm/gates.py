@@ -17,6 +17,8 @@ test suite proves both give the same numbers.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 # Which rows of the stacked PyTorch weights each gate owns, per family, in
@@ -26,6 +28,18 @@ GATE_ORDER = {
     "gru": ("r", "z", "n"),
     "rnn": ("h",),
 }
+
+
+def _quiet(step):
+    """Run ``step`` as PyTorch runs it: inf and NaN in the data give inf and NaN
+    in the result, with no ``RuntimeWarning`` (as :func:`nplstm.cells.quiet`)."""
+
+    @functools.wraps(step)
+    def run(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return step(*args, **kwargs)
+
+    return run
 
 
 def gate_rows(family: str, gate: str, hidden_size: int) -> slice:
@@ -119,6 +133,7 @@ def _split(family, weight, bias, hidden_size):
     return out
 
 
+@_quiet
 def lstm_step(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
               weight_hr=None):
     """One LSTM time step, gate by gate, with PyTorch's stacked weights.
@@ -181,6 +196,7 @@ def gru_hidden_update(z, n, h_prev):
     return (1 - z) * n + z * h_prev
 
 
+@_quiet
 def gru_step(x, h_prev, weight_ih, weight_hh, bias_ih=None, bias_hh=None):
     """One GRU time step, gate by gate. Returns ``(h, gates)`` with r, z, n."""
     H = weight_hh.shape[0] // 3
@@ -204,6 +220,7 @@ def relu(x):
 NONLINEARITIES = {"tanh": np.tanh, "relu": relu}
 
 
+@_quiet
 def rnn_step(x, h_prev, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
              nonlinearity="tanh"):
     """One Elman RNN time step.

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import cells, loop
 from .module import (
+    InputError,
     Module,
     Nonlinearity,
     article,
@@ -242,11 +243,11 @@ class _RNNBase(Module):
     def _forward(self, input, hx, lengths, record):
         x = given = to_numpy(input, "input")
         if x.ndim not in (2, 3):
-            raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got "
+            raise InputError(f"{type(self).__name__}: Expected input to be 2D or 3D, got "
                              f"{x.ndim}D input of shape {x.shape}")
         unbatched = x.ndim == 2
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"input.size(-1) must be equal to input_size. Expected "
+            raise InputError(f"input.size(-1) must be equal to input_size. Expected "
                              f"{self.input_size}, got {x.shape[-1]}")
         x = np.asarray(x, dtype=self.dtype)
         if unbatched:
@@ -254,14 +255,14 @@ class _RNNBase(Module):
         elif self.batch_first:
             x = x.transpose(1, 0, 2)  # (N, L, H_in) -> (L, N, H_in)
         if x.shape[0] == 0:
-            raise ValueError(f"input must have at least one time step, got shape "
+            raise InputError(f"input must have at least one time step, got shape "
                              f"{given.shape}")
         L, N = x.shape[:2]
         mask = loop.length_mask(lengths, L, N, unbatched)
         state0 = self._initial_state(hx, N, unbatched)
         if N == 0:  # an empty batch, as PyTorch allows: empty output, states as given
             if record:
-                raise ValueError("trace needs at least one sequence, got an empty batch")
+                raise InputError("trace needs at least one sequence, got an empty batch")
             D = self.num_directions
             output, state = np.zeros((L, 0, D * self.output_size), self.dtype), state0
         else:
@@ -303,19 +304,22 @@ class _RNNBase(Module):
             arr = to_numpy(part, f"hx ({name}_0)")
             if arr.ndim != len(shape):
                 kind = "2-D (unbatched input)" if unbatched else "3-D (batched input)"
-                raise ValueError(f"{name}_0 must be {kind} with shape {shape}, got "
+                raise InputError(f"{name}_0 must be {kind} with shape {shape}, got "
                                  f"{arr.ndim}-D shape {arr.shape}")
             if arr.shape != shape:
-                raise ValueError(f"Expected {name}_0 of shape {shape}, got {arr.shape}")
+                raise InputError(f"Expected {name}_0 of shape {shape}, got {arr.shape}")
             arr = np.asarray(arr, dtype=self.dtype)
             out.append(arr[:, None] if unbatched else arr)
         return tuple(out)
 
     def _unpack_state(self, hx):
-        return (hx,)
+        return (unpack_single(hx, type(self).__name__, "h_0"),)
 
     def _pack_state(self, state):
         return state[0]
+
+    def flatten_parameters(self):
+        """Nothing to do (PyTorch packs cuDNN weights here); ported code may call it."""
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
@@ -351,6 +355,11 @@ class LSTM(_RNNBase):
         seed: int, ``numpy.random.Generator`` or None, keyword-only; drives the
             U(−1/√hidden_size, 1/√hidden_size) initialisation and dropout masks.
 
+    A new layer is in training mode, as a new ``torch.nn.Module`` is: with
+    ``dropout > 0`` and ``num_layers > 1`` dropout acts between layers until
+    ``.eval()``. ``forward``, ``to``, ``float``, ``double``, ``cpu``,
+    ``flatten_parameters``, ``modules`` and ``children`` work as in PyTorch.
+
     Inputs: ``input, (h_0, c_0)`` and keyword ``lengths``:
         input: ``(L, N, H_in)``, ``(N, L, H_in)`` if batch_first, or ``(L, H_in)``.
         h_0: ``(D*num_layers, N, H_out)`` (or ``(D*num_layers, H_out)`` unbatched);
@@ -361,6 +370,10 @@ class LSTM(_RNNBase):
     Outputs: ``output, (h_n, c_n)``:
         output: ``(L, N, D*H_out)`` (batch_first: ``(N, L, D*H_out)``), zero past
         each sequence's length; h_n, c_n shaped like h_0, c_0.
+
+    Raises: :class:`nplstm.InputError` (a ``ValueError`` and a ``RuntimeError``,
+    as PyTorch raises either) for input or state of the wrong shape, size or
+    lengths; ``TypeError`` for a state that is not the tuple ``(h_0, c_0)``.
 
     Attributes: ``weight_ih_l{k}`` ``(4*H_cell, in)`` stacked ``(W_ii|W_if|W_ig|W_io)``,
     ``weight_hh_l{k}`` ``(4*H_cell, H_out)``, ``bias_ih_l{k}``, ``bias_hh_l{k}``
@@ -397,15 +410,18 @@ class GRU(_RNNBase):
         n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
         h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}
 
-    Args, inputs and shapes as :class:`LSTM` without ``proj_size`` and ``c``:
-    ``output, h_n = gru(input, h_0, lengths=None)``. Weights are stacked
+    Args, inputs and shapes as :class:`LSTM` without ``c``:
+    ``output, h_n = gru(input, h_0, lengths=None)``, h_0 one array (a tuple is a
+    ``TypeError``); ``proj_size`` other than 0 is PyTorch's ``ValueError``. Weights are stacked
     ``(W_ir|W_iz|W_in)``, ``(3*hidden_size, in)``.
     """
 
     family = cells.GRU
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, dtype=np.float32, seed=None):
+                 dropout=0.0, bidirectional=False, *, proj_size=0, dtype=np.float32,
+                 seed=None):
+        no_projection(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype=dtype, seed=seed)
 
@@ -422,7 +438,26 @@ class RNN(_RNNBase):
     family = cells.RNN
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, *, dtype=np.float32,
-                 seed=None):
+                 batch_first=False, dropout=0.0, bidirectional=False, *, proj_size=0,
+                 dtype=np.float32, seed=None):
+        no_projection(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, nonlinearity=nonlinearity, dtype=dtype, seed=seed)
+
+
+def no_projection(proj_size):
+    """GRU and RNN take ``proj_size=0`` only, with PyTorch's ValueError otherwise."""
+    if proj_size != 0:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU "
+                         f"(got proj_size={proj_size!r})")
+
+
+def unpack_single(hx, name, state):
+    """A GRU's or RNN's state is one array: a tuple or list of arrays is refused
+    (PyTorch refuses it too; stacking it would misread it as layers)."""
+    if isinstance(hx, tuple) or (isinstance(hx, list) and any(
+            hasattr(part, "shape") for part in hx)):
+        raise TypeError(f"hx must be one array ({state}) for {name}, got a "
+                        f"{type(hx).__name__} of {len(hx)}; only an LSTM's state is a "
+                        "tuple (h_0, c_0)")
+    return hx

@@ -15,6 +15,16 @@ import numpy as np
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
+
+class InputError(ValueError, RuntimeError):
+    """A call's input or state of the wrong shape, size or length.
+
+    PyTorch raises ``RuntimeError`` for these in ``forward`` (and ``ValueError``
+    for some, e.g. input that is not 2-D or 3-D), while constructors raise
+    ``ValueError``; this class is both, so a ported ``except RuntimeError`` and
+    an ``except ValueError`` catch it alike.
+    """
+
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
@@ -143,8 +153,8 @@ class Module:
 
     def __init__(self, *, dtype=np.float32, seed=None):
         object.__setattr__(self, "_params", {})
-        self.dtype = check_dtype(dtype)
-        self.training = False
+        self.dtype = dtype
+        self.training = True  # as torch.nn.Module: a new module is in training mode
         self._rng = np.random.default_rng(seed)  # initial weights
         # Dropout masks get their own stream, seeded from the same seed.
         self._dropout_rng = np.random.default_rng(self._rng.integers(2**63))
@@ -156,6 +166,23 @@ class Module:
     def _param_shapes(self) -> dict:
         """``{key: shape}`` in PyTorch's registration order. Subclasses define it."""
         raise NotImplementedError
+
+    @property
+    def dtype(self):
+        """The dtype of every parameter and of the computation: float32 or float64.
+
+        Setting it converts the parameters too (as ``to(dtype)``), so the layer
+        never computes in one dtype while holding or saving another.
+        """
+        return self.__dict__["_dtype"]
+
+    @dtype.setter
+    def dtype(self, value):
+        dt = check_dtype(value)
+        self.__dict__["_dtype"] = dt
+        if any(a.dtype != dt for a in self._params.values()):
+            self._params.update({k: _read_only(a.astype(dt)) for k, a in self._params.items()})
+            self._prepared = None
 
     def _init_params(self, bound):
         values = uniform_init(self._rng, self._param_shapes(), bound, self.dtype)
@@ -177,6 +204,8 @@ class Module:
         return {**self.__dict__, "_prepared": None, "_step_plans": None}
 
     def __setstate__(self, state):
+        if "dtype" in state:  # pickled before dtype became a property
+            state["_dtype"] = state.pop("dtype")
         self.__dict__.update(state)
         self.__dict__.setdefault("_step_plans", None)
         for arr in self._params.values():  # pickling does not keep the read-only flag
@@ -208,13 +237,16 @@ class Module:
         """PyTorch's keys and shapes; the arrays are fresh, writable copies."""
         return {prefix + k: v.copy() for k, v in self._params.items()}
 
-    def load_state_dict(self, state_dict, strict=True, *, prefix=""):
+    def load_state_dict(self, state_dict, strict=True, assign=False, *, prefix=""):
         """Load PyTorch's keys (NumPy arrays or torch tensors), cast to ``dtype``.
 
         ``prefix`` selects the keys of one submodule in a whole-model dict,
         e.g. ``prefix="lstm."`` for ``{"lstm.weight_ih_l0": ..., "fc.weight": ...}``;
         keys outside the prefix are not "unexpected". With ``strict`` every
         missing and unexpected key is an error; a wrong shape always is.
+        ``assign`` as in PyTorch keeps the properties of the dict's tensors: here
+        their floating dtype (float32 or float64, if they all share one), which the
+        whole layer then takes; the arrays are still copied (they become read-only).
         Nothing is changed unless the whole dict is valid.
         Returns ``IncompatibleKeys(missing_keys, unexpected_keys)`` like PyTorch.
         """
@@ -223,6 +255,7 @@ class Module:
                             f"{type(state_dict).__name__}")
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        strict, assign = check_bool("strict", strict), check_bool("assign", assign)
         given = {k[len(prefix):]: k for k in state_dict if isinstance(k, str)
                  and k.startswith(prefix)}
         shapes = self._param_shapes()
@@ -243,31 +276,27 @@ class Module:
         if strict and unexpected:
             problems.insert(0, "  unexpected keys: " + ", ".join(unexpected))
         if problems:
-            hint = self._prefix_hint(state_dict, prefix, missing)
+            hint = _prefix_hint(state_dict, prefix, next(iter(shapes))) if missing else ""
             raise ValueError(f"Error(s) in loading state_dict for {type(self).__name__}:\n"
                              + "\n".join(problems) + hint)
+        dtype = weights_dtype(arrays.values()) if assign else None
+        if dtype is not None:
+            self.dtype = dtype
         for key, arr in arrays.items():
             self._params[key] = _read_only(np.array(arr, dtype=self.dtype))
         self._prepared = None
         return IncompatibleKeys([prefix + k for k in missing], unexpected)
 
-    def _prefix_hint(self, state_dict, prefix, missing):
-        if not missing:
-            return ""
-        key = next(iter(self._param_shapes()))
-        found = sorted({k[: -len(key)] for k in state_dict
-                        if isinstance(k, str) and k.endswith(key) and k != prefix + key})
-        if found:
-            return f"\n  (the dict has {key} under prefix {found!r}; pass prefix=...)"
-        return ""
-
     @classmethod
-    def from_state_dict(cls, state_dict, prefix="", *, dtype=np.float32, **kwargs):
+    def from_state_dict(cls, state_dict, prefix="", *, strict=True, dtype=None, **kwargs):
         """Build a layer whose sizes fit ``state_dict`` (PyTorch's keys) and load it.
 
         Sizes, ``num_layers``, ``bias``, ``bidirectional`` and ``proj_size`` are read
         off the keys and shapes; options that leave no trace in the weights
         (``batch_first``, ``dropout``, ``nonlinearity``) are passed as ``kwargs``.
+        ``strict`` as in :meth:`load_state_dict`. ``dtype``: None (default) keeps
+        the weights' floating dtype -- float64 if any of them is float64, else
+        float32 (float16 and bfloat16 widen to float32, which NumPy computes in).
 
         >>> lstm = nplstm.LSTM.from_state_dict(torch_model.state_dict(), prefix="lstm.")
         """
@@ -278,11 +307,22 @@ class Module:
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         keys = {k[len(prefix):]: state_dict[k] for k in state_dict
                 if isinstance(k, str) and k.startswith(prefix)}
+        if cls._first_key not in keys:
+            near = ", ".join(sorted(keys)[:8]) or "none"
+            raise ValueError(f"state_dict has no {prefix + cls._first_key!r} (keys under "
+                             f"prefix {prefix!r}: {near})"
+                             + _prefix_hint(state_dict, prefix, cls._first_key))
         config = cls._config_from_keys(keys, prefix)
         config.update(kwargs)
+        if dtype is None:
+            dtype = weights_dtype(to_numpy(v, prefix + k) for k, v in keys.items()) \
+                or np.float32
         module = cls(**config, dtype=dtype)
-        module.load_state_dict(state_dict, prefix=prefix)
+        module.load_state_dict(state_dict, strict, prefix=prefix)
         return module
+
+    #: The key every state_dict of this class has (its prefix is searched for it).
+    _first_key = "weight_ih_l0"
 
     @classmethod
     def _config_from_keys(cls, keys, prefix):
@@ -302,15 +342,90 @@ class Module:
     # ----------------------------------------------------------------- modes --
 
     def train(self, mode=True):
-        """Training mode (dropout between layers is active). Returns self."""
+        """Training mode, the default as in PyTorch: dropout between layers acts
+        (when ``dropout > 0`` and ``num_layers > 1``). Returns self."""
         if not isinstance(mode, bool):
             raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
         self.training = mode
         return self
 
     def eval(self):
-        """Evaluation mode, the default: dropout off. Returns self."""
+        """Evaluation mode: dropout off (what inference wants). Returns self."""
         return self.train(False)
+
+    # ------------------------------------------------ torch.nn.Module's habits --
+
+    def forward(self, *args, **kwargs):
+        """The same as calling the module, as in PyTorch."""
+        return self(*args, **kwargs)
+
+    def to(self, *args, dtype=None, device=None, non_blocking=False):
+        """``to(dtype)``, ``to("cpu")``, ``to(device, dtype)``, ``to(tensor)``: in place,
+        returns self, as ``torch.nn.Module.to``. dtype: float32 or float64 (NumPy or
+        torch dtypes); device: the CPU only (NumPy has no other). ``non_blocking``
+        is accepted and means nothing here.
+        """
+        for arg in args:
+            if _is_device(arg):
+                device = arg
+            else:
+                dtype = getattr(arg, "dtype", arg)  # an array or tensor: its dtype
+        if device is not None and str(device).split(":")[0] != "cpu":
+            raise NotImplementedError(f"nplstm runs on the CPU (NumPy); to(device="
+                                      f"{str(device)!r}) is not supported")
+        if dtype is not None:
+            self.dtype = dtype
+        return self
+
+    def float(self):
+        """Parameters and computation in float32. Returns self."""
+        return self.to(np.float32)
+
+    def double(self):
+        """Parameters and computation in float64. Returns self."""
+        return self.to(np.float64)
+
+    def cpu(self):
+        """Nothing to move: NumPy arrays live on the CPU. Returns self."""
+        return self
+
+    def children(self):
+        """Immediate submodules: none (a layer's parameters are its own)."""
+        return iter(())
+
+    def modules(self):
+        """This module, then its submodules' modules, as in PyTorch."""
+        yield self
+        for child in self.children():
+            yield from child.modules()
+
+
+def _is_device(arg):
+    """A device argument of ``to``: ``"cpu"``, ``"cuda:0"``, ``torch.device(...)``."""
+    if type(arg).__name__ == "device":
+        return True
+    return isinstance(arg, str) and arg.split(":")[0] in (
+        "cpu", "cuda", "mps", "meta", "xpu", "xla", "hip", "ipu", "mtia", "hpu")
+
+
+def weights_dtype(values):
+    """The floating dtype a set of weights keeps: float64 if any is, else float32
+    (float16 and bfloat16 widen to it); None when none is floating."""
+    names = {str(getattr(v, "dtype", "")).replace("torch.", "") for v in values}
+    if "float64" in names:
+        return np.dtype(np.float64)
+    if names & {"float32", "float16", "bfloat16"}:
+        return np.dtype(np.float32)
+    return None
+
+
+def _prefix_hint(state_dict, prefix, key):
+    """A hint naming the prefix(es) under which ``key`` sits, e.g. ``module.lstm.``."""
+    found = sorted({k[: -len(key)] for k in state_dict
+                    if isinstance(k, str) and k.endswith(key) and k != prefix + key})
+    if found:
+        return f"\n  (the dict has {key} under prefix {found!r}; pass prefix=...)"
+    return ""
 
 
 def warn_dropout(dropout, num_layers):
