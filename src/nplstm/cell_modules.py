@@ -265,9 +265,10 @@ class Linear(Module):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise InputError(f"input must have shape (*, {self.in_features}) for Linear("
                              f"in_features={self.in_features}), got {x.shape}")
-        y = np.asarray(x, dtype=self.dtype) @ self._params["weight"].T  # (*, out)
-        if self.bias_enabled:
-            y = y + self._params["bias"]
+        with cells.quiet():  # inf and NaN in x give NaN silently, as in PyTorch
+            y = np.asarray(x, dtype=self.dtype) @ self._params["weight"].T  # (*, out)
+            if self.bias_enabled:
+                y = y + self._params["bias"]
         return y
 
     def __repr__(self):

@@ -369,7 +369,8 @@ class Module:
             if _is_device(arg):
                 device = arg
             else:
-                dtype = getattr(arg, "dtype", arg)  # an array or tensor: its dtype
+                # an array's or tensor's dtype (np.float32 itself has a .dtype too)
+                dtype = arg if isinstance(arg, type) else getattr(arg, "dtype", arg)
         if device is not None and str(device).split(":")[0] != "cpu":
             raise NotImplementedError(f"nplstm runs on the CPU (NumPy); to(device="
                                       f"{str(device)!r}) is not supported")
