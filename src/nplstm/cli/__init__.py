@@ -28,6 +28,38 @@ class CLIError(Exception):
     """A user error the CLI reports in one line and exits 2 on."""
 
 
+def seed(text):
+    """argparse type of ``--seed``: an integer >= 0 (what NumPy's generators take).
+
+    Checked while parsing, so the error names ``--seed`` and comes before any output.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def check_output(option, path, formats):
+    """Before any work: ``path`` ends in one of ``formats`` and its folder exists."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in formats:
+        raise CLIError(f"{option} {path}: expected a file name ending in {', '.join(formats)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CLIError(f"{option} {path}: there is no folder {folder}")
+
+
+def need_matplotlib(option):
+    """Before any work: a CLIError naming ``option`` and the extra if matplotlib is absent."""
+    try:
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        raise CLIError(f"{option} needs matplotlib: pip install 'nplstm[plot]'") from None
+
+
 def fit_families(sd, prefix):
     """Which cell families the layer at ``prefix`` of a weights file can be.
 

@@ -91,15 +91,16 @@ def run(args):
     info = {"machine": bench.machine_info(), "blas": bench.blas_info()}
     print(bench.describe(info), flush=True)
     if todo:
-        print(f"{len(todo)} configurations x threads {threads}, {args.repeats} interleaved "
+        print(f"{len(todo)} configuration{'s' * (len(todo) != 1)} x threads {threads}, {args.repeats} interleaved "
               "repeats, median times; ratio = nplstm / other (< 1: nplstm faster)\n",
               flush=True)
     done = []
 
     def progress(result):
         done.append(result)
+        calls = f" for {result['T']} calls" if result.get("mode") == "stream" else ""
         print(f"  {result['label']} threads={result['threads']}: nplstm "
-              f"{result['times_ms']['nplstm']:.3g} ms", flush=True)
+              f"{result['times_ms']['nplstm']:.3g} ms{calls}", flush=True)
 
     out = bench.run(todo, threads, args.repeats, args.min_time, not args.no_reference, progress)
     if todo:

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from ..demo import LAYERS
-from . import CLIError, fit_families, no_family
+from . import CLIError, fit_families, no_family, seed
 
 EPILOG = """\
 examples:
@@ -105,7 +105,7 @@ def register(sub):
     s.add_argument("--seq-len", type=int, default=7, metavar="L", help="time steps (default: 7)")
     s.add_argument("--batch", type=int, default=2, metavar="N",
                    help="sequences in a batched input (default: 2)")
-    s.add_argument("--seed", type=int, default=0,
+    s.add_argument("--seed", type=seed, default=0,
                    help="seed of the random weights, inputs and initial states (default: 0)")
     p.add_argument("-v", "--verbose", action="store_true", help="one row per configuration "
                    "(the default for up to 16); else one row per cell and dtype")

@@ -69,7 +69,8 @@ def describe(obj, what: str = "the top level") -> str:
         return f"{what} is a dict with keys {keys or 'none'}{more}"
     if isinstance(obj, np.ndarray):
         return f"{what} is a single tensor of shape {obj.shape}, not a dict of tensors"
-    return f"{what} is a {type(obj).__name__}"
+    name = type(obj).__name__
+    return f"{what} is {'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 def _is_tensor_dict(obj) -> bool:
