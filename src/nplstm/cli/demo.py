@@ -24,11 +24,11 @@ examples:
   nplstm demo --no-torch                   # NumPy side only, nplstm's own weights
   nplstm demo --cell rnn --nonlinearity relu --num-layers 2
 
-Values of at most 8 units are printed per row (the first ones); the verdict
-compares all of them.
+Values of at most 4 units are printed per column (the first ones), so the
+NumPy and PyTorch columns fit side by side; the verdict compares all of them.
 """
 
-MAX_UNITS = 8  # printed per row; the comparison covers every unit
+MAX_UNITS = 4  # printed per column; the comparison covers every unit
 
 TOL = {np.float64: 1e-12, np.float32: 1e-5}
 

@@ -170,18 +170,17 @@ def _read_table(path):
     if not lines:
         raise CLIError(f"--input {path}: no rows of numbers in the file")
     sep = "," if "," in lines[0][1] else None
-    rows = [(n, line.split(sep)) for n, line in lines]
+    rows = [(n, line.split(sep), line.strip()) for n, line in lines]
     width = len(rows[0][1])
-    for n, row in rows:
+    for n, row, line in rows:
         if len(row) != width:
             raise CLIError(f"--input {path}: line {n} has {len(row)} value{'s' * (len(row) != 1)}, the first row "
                            f"{width}; every row (time step) needs the same features")
         try:
             row[:] = [float(v) for v in row]
         except ValueError:
-            raise CLIError(f"--input {path}: line {n} is not all numbers: "
-                           f"{sep.join(row) if sep else ' '.join(row)!r}") from None
-    return np.array([row for _, row in rows], dtype=np.float64)  # (L, H_in)
+            raise CLIError(f"--input {path}: line {n} is not all numbers: {line!r}") from None
+    return np.array([row for _, row, _ in rows], dtype=np.float64)  # (L, H_in)
 
 
 def _check_nonlinearity(args):
@@ -244,7 +243,7 @@ def _weights_model(args, dtype):
     args.cell = _family(sd, prefix, args)
     _check_nonlinearity(args)
     extra = {"nonlinearity": args.nonlinearity} if args.nonlinearity else {}
-    layer = LAYERS[args.cell].from_state_dict(sd, prefix, dtype=dtype, **extra)
+    layer = LAYERS[args.cell].from_state_dict(sd, prefix, dtype=dtype, **extra).eval()
     head = None if args.head is None else Linear.from_state_dict(sd, args.head, dtype=dtype)
     return layer, head, args.weights + (f", prefix {prefix!r}" if prefix else "")
 

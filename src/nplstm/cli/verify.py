@@ -170,17 +170,18 @@ def compare(cfg, sizes, state_dict=None, prefix="", seed=0):
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     opts = _options(cfg)
     t_cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cfg["cell"]]
-    theirs = t_cls(h_in, hidden, **opts).to(tdtype)
+    theirs = t_cls(h_in, hidden, **opts).to(tdtype).eval()  # both in eval: inference
     if state_dict is None:
         g = torch.Generator().manual_seed(seed)
         k = _weight_scale(cfg, hidden)
         with torch.no_grad():
             for p in theirs.parameters():  # U(-k, k): no zero bias hides a bug
                 p.copy_((torch.rand(p.shape, generator=g, dtype=tdtype) * 2 - 1) * k)
-        ours = LAYERS[cfg["cell"]](h_in, hidden, **opts, dtype=dtype)
+        ours = LAYERS[cfg["cell"]](h_in, hidden, **opts, dtype=dtype).eval()
         ours.load_state_dict(theirs.state_dict())
     else:
-        ours = LAYERS[cfg["cell"]].from_state_dict(state_dict, prefix, dtype=dtype, **opts)
+        ours = LAYERS[cfg["cell"]].from_state_dict(state_dict, prefix, dtype=dtype,
+                                                   **opts).eval()
         theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
     rng = np.random.default_rng(seed)
     if cfg["unbatched"]:
