@@ -43,6 +43,18 @@ def test_trace_checks_outputs_before_printing(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "g.png").exists() and not (tmp_path / "c.png").exists()
 
 
+def test_convert_and_bench_check_their_output_first(tmp_path, capsys):
+    import torch
+
+    src = tmp_path / "m.pt"
+    torch.save(torch.nn.GRU(2, 3).state_dict(), src)
+    rc, out, err = _run(capsys, "convert", str(src), str(tmp_path / "no" / "m.npz"), "--list")
+    assert rc == 2 and out == "" and "there is no folder" in err  # not after the listing
+    rc, out, err = _run(capsys, "bench", "--config", "4,2,3", "--json",
+                        str(tmp_path / "no" / "b.json"))
+    assert rc == 2 and out == "" and "--json" in err and "there is no folder" in err
+
+
 # ------------------------------------------- 12. errors in the CLI's words --
 
 

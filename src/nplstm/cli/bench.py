@@ -11,7 +11,7 @@ import argparse
 import json
 
 from .._atomic import atomic_write
-from . import CLIError
+from . import CLIError, check_output
 
 EPILOG = """\
 examples:
@@ -80,6 +80,8 @@ def run(args):
         raise CLIError(f"--repeats must be >= 1, got {args.repeats}")
     if args.min_time < 0:
         raise CLIError(f"--min-time must be >= 0, got {args.min_time}")
+    if args.json:
+        check_output("--json", args.json, (".json",))  # before minutes of timing
     threads = _ints(args.threads, "--threads")
     memory = None if args.memory is None else _ints(args.memory, "--memory", 3)
     todo = configs(args) if args.config or args.memory is None else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from . import CLIError
+from . import CLIError, check_output
 
 _EPILOG = """\
 examples:
@@ -56,6 +56,8 @@ def run(args) -> int:
     if args.output is not None and suffix not in weights_io.WRITE_SUFFIXES:
         raise CLIError(f"{args.output}: cannot write {suffix or 'a file without a suffix'}; "
                        f"OUT must end in {' or '.join(weights_io.WRITE_SUFFIXES)}")
+    if args.output is not None:
+        check_output("OUT", args.output, weights_io.WRITE_SUFFIXES)  # its folder, before work
     if not os.path.isfile(args.input):
         raise CLIError(f"{args.input}: no such file")
     obj = weights_io.load_checkpoint(args.input)
