@@ -291,6 +291,23 @@ def test_inf_gives_torchs_nans_without_a_warning(kind, mode, monkeypatch):
     assert np.isnan(y).any()
 
 
+@pytest.mark.parametrize("make", [lambda: nplstm.LSTM(H_IN, H, peepholes=True),
+                                  lambda: nplstm.GRU(H_IN, H, linear_before_reset=False),
+                                  lambda: nplstm.RNN(H_IN, H, clip=3.0),
+                                  lambda: nplstm.LSTMCell(H_IN, H, input_forget=True)])
+def test_inf_in_the_general_path_is_quiet_too(make):
+    """The options' general step (no torch twin): NaN where inf met -inf, no warning."""
+    layer, x = make(), _inf_input(np.float64)
+    assert getattr(layer, "engine", "numpy-general") == "numpy-general"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        if isinstance(layer, nplstm.LSTMCell):
+            out, trace = layer(x[2])[0], layer.trace(x[2]).output
+        else:
+            out, trace = layer(x)[0], layer.trace(x).output
+    assert np.isnan(out).any() and np.isnan(trace).any()
+
+
 # -------------------------------------------- 9. the exp kernel at the edge --
 
 

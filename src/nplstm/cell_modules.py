@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from . import cells, loop
+from . import cells, general, loop
 from .layers import unpack_single
 from .module import (
     InputError,
@@ -22,6 +22,14 @@ from .module import (
     check_size,
     to_numpy,
 )
+from .options import (
+    GRUOptionsMixin,
+    LSTMOptionsMixin,
+    OptionsMixin,
+    make_options,
+    peephole_config,
+    repr_options,
+)
 from .trace import Trace
 
 
@@ -30,11 +38,15 @@ class _CellBase(Module):
     nonlinearity = Nonlinearity(changeable=True)
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, **options):
         super().__init__(dtype=dtype, seed=seed)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
         self.bias = check_bool("bias", bias)
+        self._set_options(make_options(self.family.name, type(self).__name__, 1,
+                                       nonlinearity=nonlinearity, **options))
+        if self.family is cells.RNN and set(self._options.activations) == {"Relu"}:
+            nonlinearity = "relu"  # activations=("Relu",) is nonlinearity="relu"
         self.nonlinearity = nonlinearity  # checked by the Nonlinearity descriptor
         self._init_params(1.0 / math.sqrt(self.hidden_size))
 
@@ -43,6 +55,8 @@ class _CellBase(Module):
         shapes = {"weight_ih": (GH, self.input_size), "weight_hh": (GH, self.hidden_size)}
         if self.bias:
             shapes.update(bias_ih=(GH,), bias_hh=(GH,))
+        if self._options.peepholes:
+            shapes["weight_ph"] = (3 * self.hidden_size,)  # (p_i | p_f | p_o)
         return shapes
 
     _optional_params = ("bias_ih", "bias_hh")
@@ -54,11 +68,15 @@ class _CellBase(Module):
         hidden_size = cls._shape(keys, "weight_hh", prefix, 2)[1]
         check_gate_rows(cls.__name__, cls.family, prefix + "weight_ih", rows, hidden_size)
         return {"input_size": input_size, "hidden_size": hidden_size,
-                "bias": "bias_ih" in keys}
+                "bias": "bias_ih" in keys, **peephole_config(cls, keys, prefix + "weight_ph")}
 
     def _weights(self):
         if self._prepared is None:
-            self._prepared = self.family.prepare(self._params, self.nonlinearity)
+            if self._options.default:
+                self._prepared = self.family.prepare(self._params, self.nonlinearity)
+            else:
+                self._prepared = general.layer_weights(self._options, self.family,
+                                                       self._params, 0)
         return self._prepared
 
     def __call__(self, input, hx=None):
@@ -81,7 +99,7 @@ class _CellBase(Module):
         N = 1 if unbatched else input.shape[0]
         if N == 0:
             return None
-        family = self.family
+        family = self._run_family
         if hx is None:
             zeros = np.zeros((H, N), dtype)
             state = (zeros, zeros)[:len(family.states)]
@@ -151,7 +169,7 @@ class _CellBase(Module):
         x = np.asarray(x, dtype=self.dtype).reshape(-1, self.input_size)  # (N, H_in)
         state0 = state = self._initial_state(hx, x.shape[0], unbatched)
         if x.shape[0]:  # an empty batch (N = 0) keeps its empty state, as in PyTorch
-            state = loop.run_cell(self.family, self._weights(), x, state, record)
+            state = loop.run_cell(self._run_family, self._weights(), x, state, record)
         if unbatched:
             state = tuple(s[0] for s in state)
         return (state, unbatched, x, state0) if full else (state, unbatched)
@@ -184,21 +202,29 @@ class _CellBase(Module):
             s += ", bias=False"
         if self.nonlinearity != "tanh":
             s += f", nonlinearity={self.nonlinearity!r}"
+        s += repr_options(self._options, self.nonlinearity)
         return s + ("" if self.dtype == np.float32 else f", dtype={self.dtype.name}") + ")"
 
 
-class LSTMCell(_CellBase):
+class LSTMCell(LSTMOptionsMixin, _CellBase):
     """One LSTM step, identical to ``torch.nn.LSTMCell``: ``h', c' = cell(x, (h, c))``.
 
     input ``(N, H_in)`` or ``(H_in,)``; h, c ``(N, H)`` or ``(H,)``, zeros if omitted.
     Equations as :class:`nplstm.LSTM`; keys ``weight_ih (4H, H_in)``,
     ``weight_hh (4H, H)``, ``bias_ih``, ``bias_hh (4H,)``.
+    Keyword-only options as :class:`nplstm.LSTM` (``peepholes`` adds the key
+    ``weight_ph (3H,)``, ``p_i|p_f|p_o``).
     """
 
     family = cells.LSTM
 
-    def __init__(self, input_size, hidden_size, bias=True, *, dtype=np.float32, seed=None):
-        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+    def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, clip=None,
+                 input_forget=False, activations=None, activation_alpha=None,
+                 activation_beta=None, dtype=np.float32, seed=None):
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed,
+                         peepholes=peepholes, clip=clip, input_forget=input_forget,
+                         activations=activations, activation_alpha=activation_alpha,
+                         activation_beta=activation_beta)
 
     def _unpack_state(self, hx):
         if not isinstance(hx, (tuple, list)):
@@ -213,23 +239,38 @@ class LSTMCell(_CellBase):
         return state[0], state[1]
 
 
-class GRUCell(_CellBase):
-    """One GRU step, identical to ``torch.nn.GRUCell``: ``h' = cell(x, h)``."""
+class GRUCell(GRUOptionsMixin, _CellBase):
+    """One GRU step, identical to ``torch.nn.GRUCell``: ``h' = cell(x, h)``.
+
+    Keyword-only options as :class:`nplstm.GRU` (``linear_before_reset``, ``clip``,
+    ``activations`` with alpha/beta).
+    """
 
     family = cells.GRU
 
-    def __init__(self, input_size, hidden_size, bias=True, *, dtype=np.float32, seed=None):
-        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed)
+    def __init__(self, input_size, hidden_size, bias=True, *, linear_before_reset=True,
+                 clip=None, activations=None, activation_alpha=None, activation_beta=None,
+                 dtype=np.float32, seed=None):
+        super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed,
+                         linear_before_reset=linear_before_reset, clip=clip,
+                         activations=activations, activation_alpha=activation_alpha,
+                         activation_beta=activation_beta)
 
 
-class RNNCell(_CellBase):
-    """One Elman RNN step, identical to ``torch.nn.RNNCell``: ``h' = cell(x, h)``."""
+class RNNCell(OptionsMixin, _CellBase):
+    """One Elman RNN step, identical to ``torch.nn.RNNCell``: ``h' = cell(x, h)``.
+
+    Keyword-only options as :class:`nplstm.RNN` (``clip``, ``activations``).
+    """
 
     family = cells.RNN
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, clip=None,
+                 activations=None, activation_alpha=None, activation_beta=None,
                  dtype=np.float32, seed=None):
-        super().__init__(input_size, hidden_size, bias, nonlinearity, dtype=dtype, seed=seed)
+        super().__init__(input_size, hidden_size, bias, nonlinearity, dtype=dtype, seed=seed,
+                         clip=clip, activations=activations,
+                         activation_alpha=activation_alpha, activation_beta=activation_beta)
 
 
 class Linear(Module):

@@ -76,7 +76,7 @@ CHUNK_ELEMENTS = 1 << 19
 EXP_MIN = 1024
 
 #: Load-time row scales per mode: (sigmoid rows, tanh rows). See trick 3.
-SCALES = {"tanh": (0.5, 1.0), "exp": (-1.0, -1.0)}
+SCALES = {"tanh": (0.5, 1.0), "exp": (-1.0, -1.0), "plain": (1.0, 1.0)}
 
 
 def quiet():
@@ -109,6 +109,8 @@ class Weights:
     G: int = 1  # gates
     H: int = 0  # hidden_size
     sigmoid_rows: int = 0  # gates
+    #: The general step's options (:class:`nplstm.general.Spec`); None on the fast path.
+    spec: object = None
     #: Idle workspaces by (batch size, dtype), reused by later calls (a stream of
     #: one-step calls would otherwise allocate its buffers every call). A run
     #: takes one out and puts it back when done, so concurrent calls never share one.
@@ -116,7 +118,10 @@ class Weights:
     kernels: dict = field(default_factory=dict, repr=False, compare=False)
 
     def mode(self, N):
-        """``"exp"`` or ``"tanh"`` activations for batch size N (see EXP_MIN)."""
+        """``"exp"`` or ``"tanh"`` activations for batch size N (see EXP_MIN);
+        ``"plain"`` (unscaled weights) for the general step of :mod:`nplstm.general`."""
+        if self.spec is not None:
+            return "plain"
         return "exp" if self.H * N >= EXP_MIN and not self.relu else "tanh"
 
     def kernel(self, mode):

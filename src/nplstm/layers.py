@@ -17,7 +17,7 @@ import types
 
 import numpy as np
 
-from . import cells, loop
+from . import cells, general, loop
 from .module import (
     InputError,
     Module,
@@ -28,6 +28,14 @@ from .module import (
     check_size,
     to_numpy,
     warn_dropout,
+)
+from .options import (
+    GRUOptionsMixin,
+    LSTMOptionsMixin,
+    OptionsMixin,
+    make_options,
+    peephole_config,
+    repr_options,
 )
 from .trace import Trace
 
@@ -40,7 +48,7 @@ class _RNNBase(Module):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, nonlinearity="tanh", *,
-                 dtype=np.float32, seed=None):
+                 dtype=np.float32, seed=None, **options):
         super().__init__(dtype=dtype, seed=seed)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
@@ -57,6 +65,11 @@ class _RNNBase(Module):
         if self.proj_size >= self.hidden_size:
             raise ValueError(f"proj_size has to be smaller than hidden_size, got "
                              f"proj_size={self.proj_size} and hidden_size={self.hidden_size}")
+        self._set_options(make_options(self.family.name, type(self).__name__,
+                                       self.num_directions, nonlinearity=nonlinearity,
+                                       **options))
+        if self.family is cells.RNN and set(self._options.activations) == {"Relu"}:
+            nonlinearity = "relu"  # activations=("Relu",) is nonlinearity="relu"
         self.nonlinearity = nonlinearity  # checked by the Nonlinearity descriptor
         warn_dropout(self.dropout, self.num_layers)
         self._init_params(1.0 / math.sqrt(self.hidden_size))
@@ -87,6 +100,8 @@ class _RNNBase(Module):
             if self.bias:
                 shapes["bias_ih" + s] = (GH,)
                 shapes["bias_hh" + s] = (GH,)
+            if self._options.peepholes:  # (p_i | p_f | p_o)
+                shapes["weight_ph" + s] = (3 * self.hidden_size,)
             if self.proj_size:
                 shapes["weight_hr" + s] = (self.proj_size, self.hidden_size)
         return shapes
@@ -102,6 +117,7 @@ class _RNNBase(Module):
                                  f"weights are not {article(cls.__name__)}'s")
             config["proj_size"], hidden_size = cls._shape(keys, "weight_hr_l0", prefix, 2)
         check_gate_rows(cls.__name__, cls.family, prefix + "weight_ih_l0", rows, hidden_size)
+        config.update(peephole_config(cls, keys, prefix + "weight_ph_l0"))
         config.update(input_size=input_size, hidden_size=hidden_size,
                       num_layers=sum(f"weight_ih_l{k}" in keys for k in range(len(keys))),
                       bias="bias_ih_l0" in keys, bidirectional="weight_ih_l0_reverse" in keys)
@@ -119,8 +135,11 @@ class _RNNBase(Module):
             per = []
             for k, d, s in self._suffixes():
                 p = {key: self._params.get(key + s) for key in
-                     ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")}
-                per.append(self.family.prepare(p, self.nonlinearity))
+                     ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr", "weight_ph")}
+                if self._options.default:
+                    per.append(self.family.prepare(p, self.nonlinearity))
+                else:
+                    per.append(general.layer_weights(self._options, self.family, p, d))
             D = self.num_directions
             self._prepared = [per[k * D:(k + 1) * D] for k in range(self.num_layers)]
         return self._prepared
@@ -179,7 +198,7 @@ class _RNNBase(Module):
             x = input  # (1, H_in): a batch of one
         else:
             x = input[:, 0] if plan.batch_first else input[0]  # (N, H_in)
-        family = self.family
+        family = self._run_family
         h_n = np.empty(plan.finals[0], dtype)  # (num_layers, N, H_out)
         c_n = np.empty(plan.finals[1], dtype) if len(shapes) == 2 else None
         with cells.quiet():  # as loop.run_layers: overflow is no warning, whatever the size
@@ -266,7 +285,7 @@ class _RNNBase(Module):
             D = self.num_directions
             output, state = np.zeros((L, 0, D * self.output_size), self.dtype), state0
         else:
-            output, state, recs = loop.run_layers(self.family, self._weights(), x, state0,
+            output, state, recs = loop.run_layers(self._run_family, self._weights(), x, state0,
                                                   mask, self._dropout_fn(), record)
         run = None
         if record:
@@ -328,6 +347,7 @@ class _RNNBase(Module):
         for name, default in defaults.items():
             if getattr(self, name) != default:
                 s += f", {name}={getattr(self, name)!r}"
+        s += repr_options(self._options, self.nonlinearity)
         if self.dtype != np.float32:
             s += f", dtype={self.dtype.name}"
         return s
@@ -336,7 +356,7 @@ class _RNNBase(Module):
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
-class LSTM(_RNNBase):
+class LSTM(LSTMOptionsMixin, _RNNBase):
     r"""Multi-layer LSTM, identical in behaviour to ``torch.nn.LSTM``.
 
     For each element of the input sequence each layer computes::
@@ -351,6 +371,13 @@ class LSTM(_RNNBase):
     Args:
         input_size, hidden_size, num_layers, bias, batch_first, dropout,
         bidirectional, proj_size: exactly as in PyTorch.
+        peepholes, clip, input_forget, activations, activation_alpha,
+        activation_beta: keyword-only options of the ONNX LSTM operator (opset 14),
+            PyTorch's math when left at their defaults; see :mod:`nplstm.options`
+            and :mod:`nplstm.general`. ``peepholes`` adds ``weight_ph_l{k}``
+            ``(3*H_cell,)`` stacked ``(p_i|p_f|p_o)``; ``clip`` bounds every gate's
+            pre-activation; ``input_forget`` sets f = 1 − i; ``activations`` names
+            the functions of roles (f, g, h) (ONNX names), alpha/beta aligned.
         dtype: numpy.float32 (default) or numpy.float64, keyword-only.
         seed: int, ``numpy.random.Generator`` or None, keyword-only; drives the
             U(−1/√hidden_size, 1/√hidden_size) initialisation and dropout masks.
@@ -384,10 +411,14 @@ class LSTM(_RNNBase):
     family = cells.LSTM
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, *, dtype=np.float32,
-                 seed=None):
+                 dropout=0.0, bidirectional=False, proj_size=0, *, peepholes=False,
+                 clip=None, input_forget=False, activations=None, activation_alpha=None,
+                 activation_beta=None, dtype=np.float32, seed=None):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, dtype=dtype, seed=seed)
+                         bidirectional, proj_size, dtype=dtype, seed=seed,
+                         peepholes=peepholes, clip=clip, input_forget=input_forget,
+                         activations=activations, activation_alpha=activation_alpha,
+                         activation_beta=activation_beta)
 
     def _unpack_state(self, hx):
         if not isinstance(hx, (tuple, list)):
@@ -402,7 +433,7 @@ class LSTM(_RNNBase):
         return state[0], state[1]
 
 
-class GRU(_RNNBase):
+class GRU(GRUOptionsMixin, _RNNBase):
     r"""Multi-layer GRU, identical in behaviour to ``torch.nn.GRU``::
 
         r_t = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr)
@@ -414,35 +445,50 @@ class GRU(_RNNBase):
     ``output, h_n = gru(input, h_0, lengths=None)``, h_0 one array (a tuple is a
     ``TypeError``); ``proj_size`` other than 0 is PyTorch's ``ValueError``. Weights are stacked
     ``(W_ir|W_iz|W_in)``, ``(3*hidden_size, in)``.
+
+    Keyword-only options (ONNX GRU): ``linear_before_reset=False`` computes
+    ``n_t = g(W_in x_t + b_in + W_hn (r_t ⊙ h_{t−1}) + b_hn)`` (ONNX's default,
+    Keras ``reset_after=False``); ``clip``, ``activations`` (roles f, g) with
+    ``activation_alpha``/``activation_beta`` as :class:`LSTM`.
     """
 
     family = cells.GRU
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, proj_size=0, dtype=np.float32,
-                 seed=None):
+                 dropout=0.0, bidirectional=False, *, proj_size=0, linear_before_reset=True,
+                 clip=None, activations=None, activation_alpha=None, activation_beta=None,
+                 dtype=np.float32, seed=None):
         no_projection(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype=dtype, seed=seed)
+                         bidirectional, dtype=dtype, seed=seed,
+                         linear_before_reset=linear_before_reset, clip=clip,
+                         activations=activations, activation_alpha=activation_alpha,
+                         activation_beta=activation_beta)
 
 
-class RNN(_RNNBase):
+class RNN(OptionsMixin, _RNNBase):
     r"""Multi-layer Elman RNN, identical in behaviour to ``torch.nn.RNN``::
 
         h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)     (or relu)
 
     Args as :class:`GRU` plus ``nonlinearity='tanh'|'relu'`` (PyTorch's order:
     ``input_size, hidden_size, num_layers, nonlinearity, bias, ...``).
+    Keyword-only options (ONNX RNN): ``clip``; ``activations`` (role f) with
+    alpha/beta as :class:`LSTM`. ``activations=("Relu",)`` is ``nonlinearity="relu"``;
+    both given and disagreeing is a ValueError.
     """
 
     family = cells.RNN
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
                  batch_first=False, dropout=0.0, bidirectional=False, *, proj_size=0,
+                 clip=None, activations=None, activation_alpha=None, activation_beta=None,
                  dtype=np.float32, seed=None):
         no_projection(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, nonlinearity=nonlinearity, dtype=dtype, seed=seed)
+                         bidirectional, nonlinearity=nonlinearity, dtype=dtype, seed=seed,
+                         clip=clip, activations=activations,
+                         activation_alpha=activation_alpha, activation_beta=activation_beta)
 
 
 def no_projection(proj_size):

@@ -144,6 +144,9 @@ class Nonlinearity:
                 f"the nonlinearity of a built {type(obj).__name__} cannot be changed (PyTorch "
                 f"would ignore the change); build {type(obj).__name__}(..., "
                 f"nonlinearity={value!r}) and load_state_dict the weights into it")
+        hook = getattr(obj, "_nonlinearity_set", None)  # options: keep activations in step
+        if hook is not None:
+            hook(value)
         obj.__dict__["_nonlinearity"] = value
         obj.__dict__["_prepared"] = None
 
