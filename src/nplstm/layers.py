@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import math
 import types
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from . import cells, general, loop
 from .module import (
@@ -40,15 +43,22 @@ from .options import (
 from .trace import Trace
 
 
-class _RNNBase(Module):
+#: What a layer returns as its state: ``h_n`` (GRU, RNN) or ``(h_n, c_n)`` (LSTM).
+S = TypeVar("S")
+LSTMState = tuple[np.ndarray, np.ndarray]
+
+
+class _RNNBase(Module, Generic[S]):
     """Stacked, optionally bidirectional recurrent layer. Use LSTM, GRU or RNN."""
 
     family: cells.Family
     nonlinearity = Nonlinearity(changeable=False)
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, nonlinearity="tanh", *,
-                 dtype=np.float32, seed=None, **options):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, nonlinearity: str = "tanh",
+                 *, dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None, **options: Any) -> None:
         super().__init__(dtype=dtype, seed=seed)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
@@ -77,11 +87,11 @@ class _RNNBase(Module):
     # ------------------------------------------------------------- sizes --
 
     @property
-    def num_directions(self):
+    def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
     @property
-    def output_size(self):
+    def output_size(self) -> int:
         """H_out: the size of h (and of each direction's output)."""
         return self.proj_size or self.hidden_size
 
@@ -146,7 +156,8 @@ class _RNNBase(Module):
 
     # ----------------------------------------------------------- forward --
 
-    def __call__(self, input, hx=None, *, lengths=None):
+    def __call__(self, input: npt.ArrayLike, hx: Any = None, *,
+                 lengths: npt.ArrayLike | None = None) -> tuple[np.ndarray, S]:
         """Run the whole sequence. See the class docstring for shapes."""
         if lengths is None:
             fast = self._one_step(input, hx)
@@ -254,7 +265,8 @@ class _RNNBase(Module):
             plan.zeros = (zeros[:self.output_size], zeros)[:len(plan.shapes)]
         return plan
 
-    def trace(self, input, hx=None, lengths=None):
+    def trace(self, input: npt.ArrayLike, hx: Any = None,
+              lengths: npt.ArrayLike | None = None) -> Trace:
         """Run like ``__call__`` and keep every gate and state: a :class:`Trace`."""
         output, state, run = self._forward(input, hx, lengths, record=True)
         return Trace.from_forward(self, run, lengths, output, state)
@@ -337,10 +349,10 @@ class _RNNBase(Module):
     def _pack_state(self, state):
         return state[0]
 
-    def flatten_parameters(self):
+    def flatten_parameters(self) -> None:
         """Nothing to do (PyTorch packs cuDNN weights here); ported code may call it."""
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0,
                     "bidirectional": False, "proj_size": 0, "nonlinearity": "tanh"}
@@ -352,11 +364,11 @@ class _RNNBase(Module):
             s += f", dtype={self.dtype.name}"
         return s
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
-class LSTM(LSTMOptionsMixin, _RNNBase):
+class LSTM(LSTMOptionsMixin, _RNNBase[LSTMState]):
     r"""Multi-layer LSTM, identical in behaviour to ``torch.nn.LSTM``.
 
     For each element of the input sequence each layer computes::
@@ -410,10 +422,15 @@ class LSTM(LSTMOptionsMixin, _RNNBase):
 
     family = cells.LSTM
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, *, peepholes=False,
-                 clip=None, input_forget=False, activations=None, activation_alpha=None,
-                 activation_beta=None, dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, *, peepholes: bool = False,
+                 clip: float | None = None, input_forget: bool = False,
+                 activations: Sequence[str] | None = None,
+                 activation_alpha: Sequence[float | None] | None = None,
+                 activation_beta: Sequence[float | None] | None = None,
+                 dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, dtype=dtype, seed=seed,
                          peepholes=peepholes, clip=clip, input_forget=input_forget,
@@ -433,7 +450,7 @@ class LSTM(LSTMOptionsMixin, _RNNBase):
         return state[0], state[1]
 
 
-class GRU(GRUOptionsMixin, _RNNBase):
+class GRU(GRUOptionsMixin, _RNNBase[np.ndarray]):
     r"""Multi-layer GRU, identical in behaviour to ``torch.nn.GRU``::
 
         r_t = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr)
@@ -454,10 +471,15 @@ class GRU(GRUOptionsMixin, _RNNBase):
 
     family = cells.GRU
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, proj_size=0, linear_before_reset=True,
-                 clip=None, activations=None, activation_alpha=None, activation_beta=None,
-                 dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, *, proj_size: int = 0,
+                 linear_before_reset: bool = True, clip: float | None = None,
+                 activations: Sequence[str] | None = None,
+                 activation_alpha: Sequence[float | None] | None = None,
+                 activation_beta: Sequence[float | None] | None = None,
+                 dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         no_projection(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype=dtype, seed=seed,
@@ -466,7 +488,7 @@ class GRU(GRUOptionsMixin, _RNNBase):
                          activation_beta=activation_beta)
 
 
-class RNN(OptionsMixin, _RNNBase):
+class RNN(OptionsMixin, _RNNBase[np.ndarray]):
     r"""Multi-layer Elman RNN, identical in behaviour to ``torch.nn.RNN``::
 
         h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)     (or relu)
@@ -480,10 +502,14 @@ class RNN(OptionsMixin, _RNNBase):
 
     family = cells.RNN
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, *, proj_size=0,
-                 clip=None, activations=None, activation_alpha=None, activation_beta=None,
-                 dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, *, proj_size: int = 0,
+                 clip: float | None = None, activations: Sequence[str] | None = None,
+                 activation_alpha: Sequence[float | None] | None = None,
+                 activation_beta: Sequence[float | None] | None = None,
+                 dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         no_projection(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, nonlinearity=nonlinearity, dtype=dtype, seed=seed,
@@ -491,14 +517,14 @@ class RNN(OptionsMixin, _RNNBase):
                          activation_alpha=activation_alpha, activation_beta=activation_beta)
 
 
-def no_projection(proj_size):
+def no_projection(proj_size: int) -> None:
     """GRU and RNN take ``proj_size=0`` only, with PyTorch's ValueError otherwise."""
     if proj_size != 0:
         raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU "
                          f"(got proj_size={proj_size!r})")
 
 
-def unpack_single(hx, name, state):
+def unpack_single(hx: Any, name: str, state: str) -> Any:
     """A GRU's or RNN's state is one array: a tuple or list of arrays is refused
     (PyTorch refuses it too; stacking it would misread it as layers)."""
     if isinstance(hx, tuple) or (isinstance(hx, list) and any(

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import warnings
 from collections import namedtuple
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
+
+M = TypeVar("M", bound="Module")
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -28,7 +33,7 @@ class InputError(ValueError, RuntimeError):
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_dtype(dtype):
+def check_dtype(dtype: Any) -> np.dtype:
     """``np.dtype`` of float32 or float64; also takes ``torch.float32``/``torch.float64``.
 
     ``None`` is refused (NumPy would read it as float64; PyTorch as float32).
@@ -46,7 +51,7 @@ def check_dtype(dtype):
     return dt
 
 
-def check_size(name, value, minimum=1):
+def check_size(name: str, value: Any, minimum: int = 1) -> int:
     """Sizes are Python/NumPy integers (not bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
@@ -55,14 +60,14 @@ def check_size(name, value, minimum=1):
     return int(value)
 
 
-def check_bool(name, value):
+def check_bool(name: str, value: Any) -> bool:
     """Flags are bools (NumPy's too), not ints or strings that merely look true."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return bool(value)
 
 
-def to_numpy(value, name):
+def to_numpy(value: Any, name: str) -> np.ndarray:
     """A NumPy view of ``value``: arrays, lists, or torch tensors (no torch import).
 
     bfloat16 tensors, which NumPy cannot hold, are widened to float32 first.
@@ -84,7 +89,7 @@ def to_numpy(value, name):
     return arr
 
 
-def article(name):
+def article(name: str) -> str:
     """``"an LSTM"``, ``"a GRU"``, ``"an RNN"``: an acronym with its article, as read aloud.
 
     Its first letter is spelled out: those whose names start with a vowel sound
@@ -154,7 +159,8 @@ class Nonlinearity:
 class Module:
     """Base of every layer: parameters, dtype, train/eval, state dicts."""
 
-    def __init__(self, *, dtype=np.float32, seed=None):
+    def __init__(self, *, dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         object.__setattr__(self, "_params", {})
         self.dtype = dtype
         self.training = True  # as torch.nn.Module: a new module is in training mode
@@ -171,7 +177,7 @@ class Module:
         raise NotImplementedError
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         """The dtype of every parameter and of the computation: float32 or float64.
 
         Setting it converts the parameters too (as ``to(dtype)``), so the layer
@@ -180,7 +186,7 @@ class Module:
         return self.__dict__["_dtype"]
 
     @dtype.setter
-    def dtype(self, value):
+    def dtype(self, value: npt.DTypeLike) -> None:
         dt = check_dtype(value)
         self.__dict__["_dtype"] = dt
         if any(a.dtype != dt for a in self._params.values()):
@@ -191,7 +197,7 @@ class Module:
         values = uniform_init(self._rng, self._param_shapes(), bound, self.dtype)
         self._params.update({k: _read_only(v) for k, v in values.items()})
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         params = self.__dict__.get("_params", {})
         if name in params:
             return params[name]
@@ -200,7 +206,7 @@ class Module:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     #: Parameter names that read as None when the layer was built without them.
-    _optional_params = ()
+    _optional_params: tuple[str, ...] = ()
 
     def __getstate__(self):
         # Pickle/deepcopy: keep the parameters, rebuild the prepared copies on use.
@@ -214,7 +220,7 @@ class Module:
         for arr in self._params.values():  # pickling does not keep the read-only flag
             arr.flags.writeable = False
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if name in self.__dict__.get("_params", {}):
             self._set_param(name, to_numpy(value, name))
         else:
@@ -227,20 +233,21 @@ class Module:
         self._params[name] = _read_only(np.array(arr, dtype=self.dtype))
         self._prepared = None
 
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, np.ndarray]]:
         """``(name, array)`` pairs in PyTorch's order (arrays are read-only)."""
         return list(self._params.items())
 
-    def parameters(self):
+    def parameters(self) -> list[np.ndarray]:
         return list(self._params.values())
 
     # ---------------------------------------------------------- state dicts --
 
-    def state_dict(self, *, prefix=""):
+    def state_dict(self, *, prefix: str = "") -> dict[str, np.ndarray]:
         """PyTorch's keys and shapes; the arrays are fresh, writable copies."""
         return {prefix + k: v.copy() for k, v in self._params.items()}
 
-    def load_state_dict(self, state_dict, strict=True, assign=False, *, prefix=""):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False, *, prefix: str = "") -> IncompatibleKeys:
         """Load PyTorch's keys (NumPy arrays or torch tensors), cast to ``dtype``.
 
         ``prefix`` selects the keys of one submodule in a whole-model dict,
@@ -291,7 +298,9 @@ class Module:
         return IncompatibleKeys([prefix + k for k in missing], unexpected)
 
     @classmethod
-    def from_state_dict(cls, state_dict, prefix="", *, strict=True, dtype=None, **kwargs):
+    def from_state_dict(cls: type[M], state_dict: Mapping[str, Any], prefix: str = "", *,
+                        strict: bool = True, dtype: npt.DTypeLike | None = None,
+                        **kwargs: Any) -> M:
         """Build a layer whose sizes fit ``state_dict`` (PyTorch's keys) and load it.
 
         Sizes, ``num_layers``, ``bias``, ``bidirectional`` and ``proj_size`` are read
@@ -344,7 +353,7 @@ class Module:
 
     # ----------------------------------------------------------------- modes --
 
-    def train(self, mode=True):
+    def train(self: M, mode: bool = True) -> M:
         """Training mode, the default as in PyTorch: dropout between layers acts
         (when ``dropout > 0`` and ``num_layers > 1``). Returns self."""
         if not isinstance(mode, bool):
@@ -352,17 +361,19 @@ class Module:
         self.training = mode
         return self
 
-    def eval(self):
+    def eval(self: M) -> M:
         """Evaluation mode: dropout off (what inference wants). Returns self."""
         return self.train(False)
 
     # ------------------------------------------------ torch.nn.Module's habits --
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The same as calling the module, as in PyTorch."""
-        return self(*args, **kwargs)
+        module: Any = self  # every subclass defines __call__
+        return module(*args, **kwargs)
 
-    def to(self, *args, dtype=None, device=None, non_blocking=False):
+    def to(self: M, *args: Any, dtype: npt.DTypeLike | None = None, device: Any = None,
+           non_blocking: bool = False) -> M:
         """``to(dtype)``, ``to("cpu")``, ``to(device, dtype)``, ``to(tensor)``: in place,
         returns self, as ``torch.nn.Module.to``. dtype: float32 or float64 (NumPy or
         torch dtypes); device: the CPU only (NumPy has no other). ``non_blocking``
@@ -381,23 +392,23 @@ class Module:
             self.dtype = dtype
         return self
 
-    def float(self):
+    def float(self: M) -> M:
         """Parameters and computation in float32. Returns self."""
         return self.to(np.float32)
 
-    def double(self):
+    def double(self: M) -> M:
         """Parameters and computation in float64. Returns self."""
         return self.to(np.float64)
 
-    def cpu(self):
+    def cpu(self: M) -> M:
         """Nothing to move: NumPy arrays live on the CPU. Returns self."""
         return self
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
         """Immediate submodules: none (a layer's parameters are its own)."""
         return iter(())
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         """This module, then its submodules' modules, as in PyTorch."""
         yield self
         for child in self.children():
@@ -412,7 +423,7 @@ def _is_device(arg):
         "cpu", "cuda", "mps", "meta", "xpu", "xla", "hip", "ipu", "mtia", "hpu")
 
 
-def weights_dtype(values):
+def weights_dtype(values: Iterable[Any]) -> np.dtype | None:
     """The floating dtype a set of weights keeps: float64 if any is, else float32
     (float16 and bfloat16 widen to it); None when none is floating."""
     names = {str(getattr(v, "dtype", "")).replace("torch.", "") for v in values}

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass, replace
+from typing import Any
 
 #: The ONNX spelling of every activation function the recurrent operators allow.
 ACTIVATION_NAMES = ("Sigmoid", "Tanh", "Relu", "HardSigmoid", "Affine", "LeakyRelu",
@@ -225,8 +226,11 @@ class OptionsMixin:
     the engine, the family that runs (fast or general), and the RNN rule that
     ``nonlinearity`` and ``activations`` say the same thing."""
 
+    _options: Options
+    family: Any  # nplstm.cells.Family, set by each layer and cell class
+
     @property
-    def engine(self):
+    def engine(self) -> str:
         """``"numpy"`` (the fast path of :mod:`nplstm.cells`) or ``"numpy-general"``
         (the general step of :mod:`nplstm.general`, taken by non-default options)."""
         return "numpy" if self._options.default else "numpy-general"
@@ -242,20 +246,20 @@ class OptionsMixin:
         self.__dict__["_prepared"] = None
 
     @property
-    def activations(self):
+    def activations(self) -> tuple[str, ...]:
         """Canonical ONNX names, one per role (``2 ×`` roles if given per direction)."""
         return self._options.activations
 
     @property
-    def activation_alpha(self):
+    def activation_alpha(self) -> tuple[float | None, ...] | None:
         return self._options.alpha
 
     @property
-    def activation_beta(self):
+    def activation_beta(self) -> tuple[float | None, ...] | None:
         return self._options.beta
 
     @property
-    def clip(self):
+    def clip(self) -> float | None:
         return self._options.clip
 
     def _nonlinearity_set(self, value):
@@ -275,15 +279,15 @@ class OptionsMixin:
 
 class LSTMOptionsMixin(OptionsMixin):
     @property
-    def peepholes(self):
+    def peepholes(self) -> bool:
         return self._options.peepholes
 
     @property
-    def input_forget(self):
+    def input_forget(self) -> bool:
         return self._options.input_forget
 
 
 class GRUOptionsMixin(OptionsMixin):
     @property
-    def linear_before_reset(self):
+    def linear_before_reset(self) -> bool:
         return self._options.linear_before_reset

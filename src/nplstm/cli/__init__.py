@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Mapping
 
 # Subcommand name -> module (under nplstm.cli). Order is the order in --help.
 SUBCOMMANDS = {
@@ -85,10 +86,16 @@ def no_family(path, errors):
                     + "\n  ".join(dict.fromkeys(errors.values())))
 
 
-def build_parser() -> argparse.ArgumentParser:
+class Parser(argparse.ArgumentParser):
+    """The ``nplstm`` parser, which knows its subcommands' parsers by name."""
+
+    subcommands: Mapping[str, argparse.ArgumentParser] = {}
+
+
+def build_parser() -> Parser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nplstm",
         description="LSTM, GRU and RNN layers in plain NumPy: exact to PyTorch, "
         "every gate in sight.",
@@ -111,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the subcommand whose options these are not, with its usage
-        target = parser.subcommands.get(getattr(args, "command", None), parser)
+        target = parser.subcommands.get(getattr(args, "command", None) or "", parser)
         target.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "func", None) is None:
         parser.print_help()
