@@ -35,7 +35,6 @@ from .options import (
 )
 from .trace import Trace
 
-
 #: What a cell returns: ``h'`` (GRUCell, RNNCell) or ``(h', c')`` (LSTMCell).
 S = TypeVar("S")
 

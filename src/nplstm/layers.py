@@ -42,7 +42,6 @@ from .options import (
 )
 from .trace import Trace
 
-
 #: What a layer returns as its state: ``h_n`` (GRU, RNN) or ``(h_n, c_n)`` (LSTM).
 S = TypeVar("S")
 LSTMState = tuple[np.ndarray, np.ndarray]

@@ -11,12 +11,13 @@ from __future__ import annotations
 import warnings
 from collections import namedtuple
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-M = TypeVar("M", bound="Module")
+if TYPE_CHECKING:  # for annotations only: nplstm needs NumPy alone at run time
+    from typing_extensions import Self
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -298,9 +299,9 @@ class Module:
         return IncompatibleKeys([prefix + k for k in missing], unexpected)
 
     @classmethod
-    def from_state_dict(cls: type[M], state_dict: Mapping[str, Any], prefix: str = "", *,
+    def from_state_dict(cls, state_dict: Mapping[str, Any], prefix: str = "", *,
                         strict: bool = True, dtype: npt.DTypeLike | None = None,
-                        **kwargs: Any) -> M:
+                        **kwargs: Any) -> Self:
         """Build a layer whose sizes fit ``state_dict`` (PyTorch's keys) and load it.
 
         Sizes, ``num_layers``, ``bias``, ``bidirectional`` and ``proj_size`` are read
@@ -353,7 +354,7 @@ class Module:
 
     # ----------------------------------------------------------------- modes --
 
-    def train(self: M, mode: bool = True) -> M:
+    def train(self, mode: bool = True) -> Self:
         """Training mode, the default as in PyTorch: dropout between layers acts
         (when ``dropout > 0`` and ``num_layers > 1``). Returns self."""
         if not isinstance(mode, bool):
@@ -361,7 +362,7 @@ class Module:
         self.training = mode
         return self
 
-    def eval(self: M) -> M:
+    def eval(self) -> Self:
         """Evaluation mode: dropout off (what inference wants). Returns self."""
         return self.train(False)
 
@@ -372,8 +373,8 @@ class Module:
         module: Any = self  # every subclass defines __call__
         return module(*args, **kwargs)
 
-    def to(self: M, *args: Any, dtype: npt.DTypeLike | None = None, device: Any = None,
-           non_blocking: bool = False) -> M:
+    def to(self, *args: Any, dtype: npt.DTypeLike | None = None, device: Any = None,
+           non_blocking: bool = False) -> Self:
         """``to(dtype)``, ``to("cpu")``, ``to(device, dtype)``, ``to(tensor)``: in place,
         returns self, as ``torch.nn.Module.to``. dtype: float32 or float64 (NumPy or
         torch dtypes); device: the CPU only (NumPy has no other). ``non_blocking``
@@ -392,15 +393,15 @@ class Module:
             self.dtype = dtype
         return self
 
-    def float(self: M) -> M:
+    def float(self) -> Self:
         """Parameters and computation in float32. Returns self."""
         return self.to(np.float32)
 
-    def double(self: M) -> M:
+    def double(self) -> Self:
         """Parameters and computation in float64. Returns self."""
         return self.to(np.float64)
 
-    def cpu(self: M) -> M:
+    def cpu(self) -> Self:
         """Nothing to move: NumPy arrays live on the CPU. Returns self."""
         return self
 
