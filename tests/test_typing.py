@@ -1,7 +1,10 @@
-"""The package type-checks clean: `python -m mypy src/nplstm` (config in pyproject.toml).
+"""The package type-checks clean, and user code sees the types it should.
 
-Editors and type checkers read the annotations of the public API (layers, cells,
-Linear, Trace, io); a mistake there is a bug users see, so CI holds mypy to zero errors.
+`python -m mypy src/nplstm` (config in pyproject.toml) must find no issue; a small
+program written as a PyTorch user writes it must type-check with the precise
+types a reader expects (a layer's state is ``(h, c)`` for an LSTM, one array
+otherwise; ``double()`` returns the layer's own class; ``load_weights`` a dict of
+arrays). Editors and type checkers read these annotations: a mistake is a bug.
 """
 
 import pathlib
@@ -12,11 +15,37 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
+USER_CODE = '''
+import numpy as np
+import nplstm
+from typing_extensions import assert_type
 
-def test_mypy_is_clean(tmp_path):
+x = np.zeros((7, 2, 3), np.float32)
+lstm = nplstm.LSTM(3, 5, num_layers=2).eval()
+out, (h, c) = lstm(x)
+assert_type(out, np.ndarray)
+assert_type(c, np.ndarray)
+gru = nplstm.GRU.from_state_dict(nplstm.GRU(3, 5).state_dict()).double()
+assert_type(gru, nplstm.GRU)
+y, h_n = gru(x, None)
+assert_type(h_n, np.ndarray)
+h2, c2 = nplstm.LSTMCell(3, 5)(x[0])
+assert_type(h2, np.ndarray)
+assert_type(nplstm.RNNCell(3, 5).to("cpu")(x[0]), np.ndarray)
+assert_type(nplstm.Linear(5, 1)(out), np.ndarray)
+assert_type(lstm.trace(x), nplstm.Trace)
+assert_type(lstm.trace(x).step(0), dict[str, np.ndarray])
+assert_type(nplstm.load_weights("m.pt"), dict[str, np.ndarray])
+assert_type(lstm.load_state_dict({}, strict=False), nplstm.IncompatibleKeys)
+'''
+
+
+def test_mypy_is_clean_and_user_code_sees_precise_types(tmp_path):
     pytest.importorskip("mypy")
-    r = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path),
-                        "src/nplstm"],
+    user = tmp_path / "user_code.py"
+    user.write_text(USER_CODE)
+    r = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache"),
+                        "src/nplstm", str(user)],
                        cwd=ROOT, capture_output=True, text=True, check=False, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Success: no issues found" in r.stdout

@@ -7,6 +7,8 @@
 ((7, 2, 5), (2, 2, 5), (2, 2, 5))
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import gates
 from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
@@ -35,10 +37,13 @@ __all__ = [
 ]
 
 
+if TYPE_CHECKING:  # imported lazily below; type checkers read them from here
+    from .io import UnsafeWeightsError, WeightsFormatError, load_weights, save_weights
+
 _FROM_IO = ("load_weights", "save_weights", "UnsafeWeightsError", "WeightsFormatError")
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # Weight files: imported on first use so `import nplstm` stays light.
     if name in _FROM_IO:
         from . import io
@@ -47,6 +52,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'nplstm' has no attribute {name!r}")
 
 
-def __dir__():
+def __dir__() -> list[str]:
     # The lazy names too, so tab completion and dir() find them.
     return sorted(set(globals()) | set(__all__))

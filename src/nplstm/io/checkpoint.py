@@ -139,7 +139,7 @@ def _select(obj, key: str | int, source: str) -> dict:
     else:
         raise WeightsFormatError(f"{source}: key must be a non-empty string or an int, "
                                  f"got {key!r}")
-    node, walked = obj, []
+    node, walked = obj, list[str]()
     for part in parts:
         if isinstance(node, Mapping) and part not in node and isinstance(part, str) \
                 and part.lstrip("-").isdigit() and int(part) in node:

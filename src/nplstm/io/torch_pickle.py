@@ -118,7 +118,7 @@ class TorchUnpickler(pickle.Unpickler):
             "torch.save(model.state_dict(), 'weights.pt')"
         )
 
-    def persistent_load(self, pid) -> Storage:
+    def persistent_load(self, pid) -> Storage | UnsupportedDtype:
         """Resolve ``('storage', StorageType, key, location, numel)`` to its bytes."""
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
             raise WeightsFormatError(f"{self._source}: unsupported persistent id {pid!r}")
@@ -137,7 +137,7 @@ class TorchUnpickler(pickle.Unpickler):
         return self._storages[key]
 
     def _rebuild_tensor_v2(self, storage, storage_offset, size, stride, requires_grad,
-                           backward_hooks, metadata=None) -> np.ndarray:
+                           backward_hooks, metadata=None) -> np.ndarray | UnsupportedTensor:
         """Stand-in for ``torch._utils._rebuild_tensor_v2``: the storage's own dtype."""
         _check_flag(requires_grad, backward_hooks)
         if isinstance(storage, UnsupportedDtype):  # a legacy typed storage, e.g. QInt8
@@ -147,7 +147,8 @@ class TorchUnpickler(pickle.Unpickler):
         return self._tensor(storage, storage_offset, size, stride, storage.dtype)
 
     def _rebuild_tensor_v3(self, storage, storage_offset, size, stride, requires_grad,
-                           backward_hooks, dtype, metadata=None) -> np.ndarray:
+                           backward_hooks, dtype,
+                           metadata=None) -> np.ndarray | UnsupportedTensor:
         """Stand-in for ``torch._utils._rebuild_tensor_v3``: untyped bytes and a dtype."""
         _check_flag(requires_grad, backward_hooks)
         if isinstance(dtype, UnsupportedDtype):
@@ -178,7 +179,8 @@ class TorchUnpickler(pickle.Unpickler):
         return array
 
     @staticmethod
-    def _rebuild_parameter(data, requires_grad, backward_hooks, state=None) -> np.ndarray:
+    def _rebuild_parameter(data, requires_grad, backward_hooks,
+                           state=None) -> np.ndarray | UnsupportedTensor:
         """Stand-in for ``torch._utils._rebuild_parameter[_with_state]``: the array."""
         _check_flag(requires_grad, backward_hooks)
         if isinstance(data, UnsupportedTensor):
@@ -269,7 +271,7 @@ def _find_placeholder(obj) -> tuple[str | None, str | None]:
     and at most ``_MAX_WALK`` nodes are looked at.
     """
     seen: set[int] = set()
-    stack = [(obj, ())]
+    stack: list[tuple[object, tuple[str, ...]]] = [(obj, ())]
     budget = _MAX_WALK
     while stack and budget > 0:
         node, path = stack.pop()
@@ -280,7 +282,7 @@ def _find_placeholder(obj) -> tuple[str | None, str | None]:
             items = (node.items() if isinstance(node, dict)
                      else enumerate(node) if isinstance(node, (list, tuple))
                      else ((None, v) for v in node))
-            children = []
+            children: list[tuple[object, tuple[str, ...]]] = []
             for k, v in items:
                 budget -= 1
                 if budget <= 0:

@@ -18,6 +18,7 @@ import os
 import struct
 import zipfile
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -146,7 +147,7 @@ def _read_stored(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray
     One copy instead of zipfile's two (bytes, then an array), so a tensor that is its
     whole storage can use the buffer as is.
     """
-    fp = zf.fp
+    fp: Any = zf.fp  # the archive's open file (zipfile types it IO[bytes] | None)
     fp.seek(0, os.SEEK_END)
     if info.file_size != info.compress_size or info.file_size > fp.tell():
         raise WeightsFormatError(
@@ -162,7 +163,7 @@ def _read_stored(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray
     buffer = np.empty(info.file_size, dtype=np.uint8)  # (nbytes,)
     if fp.readinto(buffer) != info.file_size:
         raise WeightsFormatError(f"{path}: file ends inside zip entry {info.filename!r}")
-    if zlib.crc32(buffer) != info.CRC:
+    if zlib.crc32(buffer.data) != info.CRC:
         raise WeightsFormatError(f"{path}: zip entry {info.filename!r}: Bad CRC-32; the "
                                  "file is corrupt")
     return buffer

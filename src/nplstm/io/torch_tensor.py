@@ -133,7 +133,7 @@ class TorchDtype:
 
     def numpy(self, byteorder: str) -> np.dtype:
         """The NumPy dtype of the stored bytes, in the file's byte order."""
-        return np.dtype(DTYPES[self.name]).newbyteorder(byteorder)
+        return np.dtype(DTYPES[self.name]).newbyteorder(byteorder)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +142,7 @@ class StorageType:
 
     __slots__ = ("dtype",)  # no __dict__: a pickle's BUILD cannot alter it
 
-    dtype: TorchDtype
+    dtype: TorchDtype | UnsupportedDtype  # a legacy typed storage of a dtype NumPy lacks
 
     def __reduce__(self):
         return StorageType, (self.dtype,)
