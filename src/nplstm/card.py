@@ -44,7 +44,9 @@ def draw(cell=None, trace=None, step=None, *, batch=0, layer=0, direction=0, uni
     projected LSTM's ``h`` shows the selected units below P, else its first
     ones. ``nonlinearity`` (``"tanh"`` or ``"relu"``, RNN only; default the
     trace's, else tanh) picks the RNN's equation. Save with
-    ``fig.savefig("card.pdf")``.
+    ``fig.savefig("card.pdf")``. A trace of a layer with options beyond
+    PyTorch's (``trace.options``: peepholes, clip, other activations, ...)
+    is refused with a ValueError naming them: the card draws PyTorch's math.
     """
     try:
         from matplotlib.figure import Figure
@@ -81,6 +83,11 @@ def _check(cell, trace, nonlinearity):
     if trace is not None and trace.mode != cell:
         raise ValueError(f"the trace is of {article(trace.mode.upper())}, not "
                          f"{article(cell.upper())}: pass cell={trace.mode!r} (or leave cell out)")
+    if trace is not None and getattr(trace, "options", None):
+        given = ", ".join(f"{k}={v!r}" for k, v in trace.options.items())
+        raise ValueError(f"the card draws PyTorch's {cell.upper()} (σ and tanh gates); this "
+                         f"trace is of a layer with options beyond it ({given}), which the "
+                         f"card cannot show: nplstm.plot draws such traces")
     if nonlinearity is None:
         return cell, "tanh" if trace is None else trace.nonlinearity
     if nonlinearity not in ("tanh", "relu"):

@@ -33,7 +33,7 @@ from .options import (
     peephole_config,
     repr_options,
 )
-from .trace import Trace
+from .trace import Trace, layer_options
 
 #: What a cell returns: ``h'`` (GRUCell, RNNCell) or ``(h', c')`` (LSTMCell).
 S = TypeVar("S")
@@ -164,7 +164,8 @@ class _CellBase(Module, Generic[S]):
                      c_n=state[1] if len(state) > 1 else None,
                      input=x[0] if unbatched else x, h_0=h_0[0],
                      c_0=h_0[1] if len(h_0) > 1 else None, layer_inputs=[x[None]],
-                     unbatched=unbatched, nonlinearity=self.nonlinearity)
+                     unbatched=unbatched, nonlinearity=self.nonlinearity,
+                     options=layer_options(self))
 
     def _step(self, input, hx, record, full=False):
         name = type(self).__name__

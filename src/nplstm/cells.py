@@ -81,9 +81,11 @@ SCALES = {"tanh": (0.5, 1.0), "exp": (-1.0, -1.0), "plain": (1.0, 1.0)}
 
 def quiet():
     """Context for one whole run: ``exp`` overflowing to inf is expected in the
-    ``"exp"`` mode (it gives exactly σ = 0, tanh = −1), and inf or NaN in the
-    data make NaN (``inf − inf`` in a product) silently, as in PyTorch; every
-    other floating point setting stays the caller's."""
+    ``"exp"`` mode (it gives exactly σ = 0, tanh = −1). Invalid operations are
+    silent too: they only arise from infinite inputs or from states that
+    overflowed (unbounded activations of :mod:`nplstm.general`, a ReLU RNN), and
+    give NaN, as PyTorch and onnxruntime do, without a warning. Division by zero
+    and underflow stay the caller's settings."""
     return np.errstate(over="ignore", invalid="ignore")
 
 

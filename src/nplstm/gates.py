@@ -379,8 +379,10 @@ def softsign(x, alpha=None, beta=None):
 
 
 def softplus(x, alpha=None, beta=None):
-    """Softplus(x) = log(1 + e^x), as ``logaddexp(0, x)``: no overflow for large x."""
-    return np.logaddexp(0, x).astype(np.asarray(x).dtype, copy=False)
+    """Softplus(x) = log(1 + e^x), as ``max(x, 0) + log1p(e^(−|x|))``: no overflow for
+    large x, and NaN passes through quietly (``logaddexp`` warns on NaN)."""
+    x = np.asarray(x)
+    return (np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))).astype(x.dtype, copy=False)
 
 
 #: ONNX name -> teaching function ``f(x, alpha, beta)`` (unused parameters ignored).

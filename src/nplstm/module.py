@@ -304,9 +304,10 @@ class Module:
                         **kwargs: Any) -> Self:
         """Build a layer whose sizes fit ``state_dict`` (PyTorch's keys) and load it.
 
-        Sizes, ``num_layers``, ``bias``, ``bidirectional`` and ``proj_size`` are read
-        off the keys and shapes; options that leave no trace in the weights
-        (``batch_first``, ``dropout``, ``nonlinearity``) are passed as ``kwargs``.
+        Sizes, ``num_layers``, ``bias``, ``bidirectional``, ``proj_size`` and LSTM
+        ``peepholes`` (keys ``weight_ph_l{k}``) are read off the keys and shapes;
+        options that leave no trace in the weights (``batch_first``, ``dropout``,
+        ``nonlinearity``, ``clip``, ``activations``, ...) are passed as ``kwargs``.
         ``strict`` as in :meth:`load_state_dict`. ``dtype``: None (default) keeps
         the weights' floating dtype -- float64 if any of them is float64, else
         float32 (float16 and bfloat16 widen to float32, which NumPy computes in).

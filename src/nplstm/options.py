@@ -20,9 +20,14 @@ ONNX's lists, which only the functions taking a value consume in order.
 
 from __future__ import annotations
 
+import math
 import numbers
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from typing import Any
+
+import numpy as np
 
 #: The ONNX spelling of every activation function the recurrent operators allow.
 ACTIVATION_NAMES = ("Sigmoid", "Tanh", "Relu", "HardSigmoid", "Affine", "LeakyRelu",
@@ -99,12 +104,18 @@ class Options:
         return tuple(out)
 
 
+def _unordered(values):
+    """Strings, sets, mappings and iterators: not an ordered sequence of entries."""
+    return (isinstance(values, (str, bytes, AbstractSet, Mapping)) or not hasattr(values, "__len__")
+            or not hasattr(values, "__getitem__"))
+
+
 def canonical_activations(family, activations, num_directions, layer):
     """The names checked and spelled as ONNX does; None gives the family's default."""
     if activations is None:
         return DEFAULT_ACTIVATIONS[family]
     roles = ROLES[family]
-    if isinstance(activations, str) or not hasattr(activations, "__len__"):
+    if _unordered(activations):
         raise TypeError(f"{layer}: activations must be a sequence of names (one per role "
                         f"{roles}), got {type(activations).__name__} {activations!r}")
     n, allowed = len(roles), (len(roles),)
@@ -129,7 +140,7 @@ def _parameters(kind, values, activations, layer):
     """``activation_alpha`` or ``_beta``: None, or floats/None aligned with activations."""
     if values is None:
         return None
-    if isinstance(values, str) or not hasattr(values, "__len__"):
+    if _unordered(values):
         raise TypeError(f"{layer}: activation_{kind} must be a sequence aligned with "
                         f"activations, got {type(values).__name__} {values!r}")
     if len(values) != len(activations):
@@ -144,6 +155,9 @@ def _parameters(kind, values, activations, layer):
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise TypeError(f"{layer}: activation_{kind} entries must be numbers or None, "
                             f"got {type(v).__name__} {v!r} (for {name})")
+        if not math.isfinite(v):
+            raise ValueError(f"{layer}: activation_{kind} entries must be finite, got {v!r} "
+                             f"(for {name})")
         if PARAMETER_DEFAULTS.get(name, (None, None))[index] is None:
             takes = [n for n, p in PARAMETER_DEFAULTS.items() if p[index] is not None]
             raise ValueError(f"{layer}: {name} takes no {kind}, got activation_{kind} "
@@ -172,7 +186,7 @@ def make_options(family, layer, num_directions, *, activations=None, activation_
     both given and disagreeing is a ValueError."""
     for name, flag in (("peepholes", peepholes), ("input_forget", input_forget),
                        ("linear_before_reset", linear_before_reset)):
-        if not isinstance(flag, bool):
+        if not isinstance(flag, (bool, np.bool_)):
             raise TypeError(f"{layer}: {name} must be a bool, got {type(flag).__name__} "
                             f"{flag!r}")
     relu = family == "rnn" and nonlinearity == "relu"
@@ -187,27 +201,61 @@ def make_options(family, layer, num_directions, *, activations=None, activation_
                    bool(peepholes), bool(input_forget), bool(linear_before_reset))
 
 
-def repr_options(opts, nonlinearity="tanh"):
-    """``", name=value"`` for every non-default option, as the repr shows them."""
-    s = ""
+def option_kwargs(opts, nonlinearity="tanh"):
+    """``{keyword: value}`` of every non-default option, as the layer was built with
+    them (``{}`` for PyTorch's math); the repr and :class:`nplstm.Trace` show these."""
+    out = {}
     if opts.peepholes:
-        s += ", peepholes=True"
+        out["peepholes"] = True
     if opts.clip is not None:
-        s += f", clip={opts.clip!r}"
+        out["clip"] = opts.clip
     if opts.input_forget:
-        s += ", input_forget=True"
+        out["input_forget"] = True
     if not opts.linear_before_reset:
-        s += ", linear_before_reset=False"
+        out["linear_before_reset"] = False
     plain = DEFAULT_ACTIVATIONS[opts.family]
     if opts.family == "rnn" and nonlinearity == "relu":
         plain = ("Relu",)
     if opts.activations not in (plain, plain * 2):
-        s += f", activations={opts.activations!r}"
+        out["activations"] = opts.activations
     if opts.alpha is not None and any(a is not None for a in opts.alpha):
-        s += f", activation_alpha={opts.alpha!r}"
+        out["activation_alpha"] = opts.alpha
     if opts.beta is not None and any(b is not None for b in opts.beta):
-        s += f", activation_beta={opts.beta!r}"
-    return s
+        out["activation_beta"] = opts.beta
+    return out
+
+
+def repr_options(opts, nonlinearity="tanh"):
+    """``", name=value"`` for every non-default option, as the repr shows them."""
+    return "".join(f", {k}={v!r}" for k, v in option_kwargs(opts, nonlinearity).items())
+
+
+def activation_range(act):
+    """``(lo, hi)``: the values a resolved :class:`Activation` can take (±inf where
+    unbounded), from its equation in :mod:`nplstm.gates`."""
+    a = act.alpha
+    ranges = {"Sigmoid": (0.0, 1.0), "Tanh": (-1.0, 1.0), "HardSigmoid": (0.0, 1.0),
+              "Softsign": (-1.0, 1.0), "Relu": (0.0, math.inf), "Softplus": (0.0, math.inf)}
+    if act.name in ranges:
+        return ranges[act.name]
+    if act.name == "ScaledTanh":  # alpha·tanh(beta·x)
+        return (-abs(a), abs(a))
+    if act.name == "ThresholdedRelu":  # x if x >= alpha else 0
+        return (min(a, 0.0), math.inf)
+    if act.name == "Elu":  # x if x >= 0 else alpha·(e^x − 1)
+        return (min(-a, 0.0), math.inf)
+    return (-math.inf, math.inf)  # Affine, LeakyRelu
+
+
+def gate_range(opts, gate, direction=0):
+    """``(lo, hi)`` of a recorded gate (LSTM i, f, g, o; GRU r, z, n; RNN h) in
+    ``direction``: its role's activation range; with ``input_forget`` f = 1 − i."""
+    acts = opts.direction(direction)
+    role = 1 if gate in ("g", "n") else 0
+    lo, hi = activation_range(acts[role])
+    if gate == "f" and opts.input_forget:
+        return (1.0 - hi, 1.0 - lo)
+    return (lo, hi)
 
 
 def peephole_config(cls, keys, key):

@@ -101,7 +101,7 @@ def _draw_heatmaps(fig, trace, layer, direction, batch, units, names):
         a = _series(trace, name, layer, direction, batch)  # (L, H) or, projected h, (L, P)
         idx, projected = _row_units(trace, units, a.shape[1])
         img = np.ma.masked_invalid(a[:, idx].T)  # (units, L)
-        lo, hi = _gates_range(trace, name, a)
+        lo, hi = _gates_range(trace, name, a, direction)
         stops = ["white", color(name)] if lo == 0 else ["#4d4d4d", "white", color(name)]
         cmap = colors.LinearSegmentedColormap.from_list(f"nplstm_{name}", stops)
         cmap = cmap.with_extremes(bad="#dddddd")
@@ -119,17 +119,28 @@ def _draw_heatmaps(fig, trace, layer, direction, batch, units, names):
         ax.set_visible(False)
     fig.suptitle(f"Gates and states over time: {_where(trace, layer, direction, batch)}"
                  + ("   (grey: past the sequence's length)" if trace.lengths is not None
-                    else ""), fontsize=11)
+                    else "") + _options_line(trace), fontsize=11)
 
 
-def _gates_range(trace, name, a):
-    """Colour limits: σ gates (0, 1); tanh gates (−1, 1); states symmetric about 0."""
-    if name in ("i", "f", "o", "r", "z"):
-        return 0.0, 1.0
-    if trace.mode == "rnn" and trace.nonlinearity == "relu":
-        return 0.0, max(float(np.nanmax(a)), 1e-12)
-    bound = max(1.0, float(np.nanmax(np.abs(a)))) if name == "c" else 1.0
-    return -bound, bound
+def _options_line(trace):
+    """A second title line naming the layer's options beyond PyTorch's, if any."""
+    if not trace.options:
+        return ""
+    return "\n" + ", ".join(f"{k}={v!r}" for k, v in trace.options.items())
+
+
+def _gates_range(trace, name, a, direction=0):
+    """Colour limits: a gate's range (:meth:`Trace.gate_range`: σ (0, 1), tanh
+    (−1, 1), ...), the data's where it is unbounded; states symmetric about 0."""
+    bound = max(1.0, float(np.nanmax(np.abs(a))))
+    if name not in trace.gates:
+        return -bound, bound
+    lo, hi = trace.gate_range(name, direction)
+    if np.isinf(lo):
+        return -bound, bound
+    if np.isinf(hi):
+        return lo, max(float(np.nanmax(a)), lo + 1e-12)
+    return lo, hi
 
 
 def _draw_trajectories(fig, trace, layer, direction, batch, units):
@@ -164,8 +175,12 @@ def _draw_saturation(fig, trace, layer, direction, low, high):
     w = 0.38
     bars, ends = [], []
     for k, name in enumerate(names):
+        if np.isnan(frac[name]).all():  # Affine, LeakyRelu: no end to sit at
+            ax.annotate("unbounded:\nno ends", (x[k], 0.02), ha="center", va="bottom",
+                        fontsize=7, color=color(name))
         for dx, value, end, hatch, fill in zip((-w / 2, w / 2), frac[name],
-                                               _range_ends(trace, name), ("///", None),
+                                               _range_ends(trace, name, direction),
+                                               ("///", None),
                                                (0.7, 0.0)):
             if np.isnan(value):
                 continue
@@ -190,10 +205,10 @@ def _draw_saturation(fig, trace, layer, direction, low, high):
                  fontsize=11)
 
 
-def _range_ends(trace, name):
-    if trace.mode == "rnn" and trace.nonlinearity == "relu":
-        return "0 (dead)", ""
-    return ("0", "1") if name in ("i", "f", "o", "r", "z") else ("−1", "+1")
+def _range_ends(trace, name, direction=0):
+    from .trace import range_ends
+
+    return tuple(e.replace("-", "−") for e in range_ends(*trace.gate_range(name, direction)))
 
 
 # ------------------------------------------------------------------- public --

@@ -17,8 +17,10 @@ past a sequence's ``lengths`` are zero, like PyTorch's padded output.
 
 from __future__ import annotations
 
+import json
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,8 @@ from .module import to_numpy
 _META = ("mode", "num_layers", "num_directions", "batch_first", "unbatched")
 _OPTIONAL = ("c_n", "input", "h_0", "c_0", "lengths")
 
-#: The range each gate's activation lives in: σ gives (0, 1), tanh (−1, 1).
+#: The range each gate's activation lives in with PyTorch's math: σ gives (0, 1),
+#: tanh (−1, 1). A layer with other activations: :meth:`Trace.gate_range`.
 GATE_RANGE = {"i": (0.0, 1.0), "f": (0.0, 1.0), "o": (0.0, 1.0), "g": (-1.0, 1.0),
               "r": (0.0, 1.0), "z": (0.0, 1.0), "n": (-1.0, 1.0)}
 
@@ -48,6 +51,17 @@ def projection_units(units: np.ndarray, P: int) -> np.ndarray:
     inside = units[units < P]
     return inside if inside.size else np.arange(min(P, units.size))
 
+def range_ends(lo, hi):
+    """Labels of a gate range's two ends, as :meth:`Trace.saturation` counts them:
+    ``("0", "1")``, ``("-1", "+1")``, ``("0 (dead)", "")`` (bounded below only),
+    ``("", "")`` (unbounded)."""
+    if math.isinf(lo):
+        return "", ""
+    if math.isinf(hi):
+        return (f"{lo:g} (dead)" if lo == 0 else f"{lo:g}"), ""
+    return f"{lo:g}", (f"{hi:+g}" if lo < 0 else f"{hi:g}")
+
+
 class Trace:
     """Gate activations and states of one forward run.
 
@@ -60,6 +74,9 @@ class Trace:
         h_0, c_0: the initial states, shaped like ``h_n``/``c_n`` (zeros if no hx).
         layer_inputs: the input of each layer, time-major ``(L, N, in)`` each.
         lengths: the ``lengths=`` given, ``(N,)``, or None.
+        options: the layer's options beyond PyTorch's, as keyword arguments
+            (``{"peepholes": True, "activations": (...), ...}``; ``{}`` for
+            PyTorch's math). They decide each gate's range (:meth:`gate_range`).
     """
 
     def __init__(self, mode: str, data: dict[str, np.ndarray], *, output: np.ndarray,
@@ -68,7 +85,7 @@ class Trace:
                  c_0: np.ndarray | None = None, layer_inputs: Sequence[np.ndarray] = (),
                  lengths: np.ndarray | None = None, num_layers: int = 1,
                  num_directions: int = 1, batch_first: bool = False, unbatched: bool = False,
-                 nonlinearity: str = "tanh") -> None:
+                 nonlinearity: str = "tanh", options: Mapping[str, Any] | None = None) -> None:
         self.mode = mode
         self.data = dict(data)  # name -> (num_layers, D, L, N, H)
         self.output, self.h_n, self.c_n = output, h_n, c_n
@@ -78,6 +95,7 @@ class Trace:
         self.num_layers, self.num_directions = num_layers, num_directions
         self.batch_first, self.unbatched = batch_first, unbatched
         self.nonlinearity = nonlinearity
+        self.options = dict(options or {})
 
     @classmethod
     def from_forward(cls, layer, run, lengths, output, state):
@@ -97,7 +115,8 @@ class Trace:
                    num_layers=len(recs), num_directions=len(recs[0]["directions"]),
                    batch_first=getattr(layer, "batch_first", False),
                    unbatched=run["unbatched"],
-                   nonlinearity=getattr(layer, "nonlinearity", "tanh"))
+                   nonlinearity=getattr(layer, "nonlinearity", "tanh"),
+                   options=layer_options(layer))
 
     # -------------------------------------------------------------- sizes --
 
@@ -227,6 +246,20 @@ class Trace:
 
     # ------------------------------------------------------------ analysis --
 
+    def gate_range(self, name: str, direction: int = 0) -> tuple[float, float]:
+        """``(lo, hi)``: the values gate ``name`` can take in ``direction``, from
+        its activation function (±inf where unbounded): σ (0, 1), tanh (−1, 1),
+        ReLU (0, inf), HardSigmoid (0, 1), ... (:func:`nplstm.options.activation_range`)."""
+        from .options import gate_range, make_options
+
+        if name not in self.gates:
+            raise KeyError(f"{name!r} is not a gate of this {self.mode} trace; its gates: "
+                           f"{', '.join(self.gates)}")
+        _, direction = self._check(0, direction)
+        opts = make_options(self.mode, "Trace", self.num_directions,
+                            nonlinearity=self.nonlinearity, **self.options)
+        return gate_range(opts, name, direction)
+
     def saturation(self, layer: int = 0, direction: int = 0, low: float = 0.05,
                    high: float = 0.95) -> dict[str, tuple[float, float]]:
         """How often each gate sits at the ends of its range: ``{gate: (near_lo, near_hi)}``.
@@ -234,9 +267,11 @@ class Trace:
         Values are rescaled to [0, 1] by the gate's range (σ: (0, 1); tanh:
         (−1, 1)), then counted below ``low`` and above ``high``, over every
         valid step, sequence and unit. A forget gate at 0 most of the time
-        forgets everything; gates pinned at 0 or 1 pass no gradient. For a
-        ReLU RNN, ``near_lo`` is the fraction of dead (zero) units and
-        ``near_hi`` is NaN.
+        forgets everything; gates pinned at 0 or 1 pass no gradient. Ranges
+        come from each gate's activation (:meth:`gate_range`): for one bounded
+        below only (ReLU RNN, a Relu or Softplus role), ``near_lo`` is the
+        fraction at that bound (dead units) and ``near_hi`` is NaN; for one
+        unbounded both ways (Affine, LeakyRelu) both are NaN.
         """
         if not 0 <= low < high <= 1:
             raise ValueError(f"need 0 <= low < high <= 1, got low={low}, high={high}")
@@ -245,10 +280,13 @@ class Trace:
         out = {}
         for name in self.gates:
             v = self[name][layer, direction][valid]  # (valid steps, H)
-            if self.mode == "rnn" and self.nonlinearity == "relu":
-                out[name] = (float(np.mean(v <= 0)), float("nan"))
+            lo, hi = self.gate_range(name, direction)
+            if math.isinf(lo):
+                out[name] = (float("nan"), float("nan"))
                 continue
-            lo, hi = GATE_RANGE.get(name, (-1.0, 1.0))
+            if math.isinf(hi):
+                out[name] = (float(np.mean(v <= lo)), float("nan"))
+                continue
             u = (v - lo) / (hi - lo)
             out[name] = (float(np.mean(u < low)), float(np.mean(u > high)))
         return out
@@ -271,7 +309,7 @@ class Trace:
                 + ("unbatched" if self.unbatched else f"batch={self.batch_size}")
                 + f", hidden_size={self.hidden_size}"
                 + (f", nonlinearity={self.nonlinearity!r}" if self.mode == "rnn" else "")
-                + ")")
+                + "".join(f", {k}={v!r}" for k, v in self.options.items()) + ")")
         lines = [head, f"  {'name':<8}shape (num_layers, D, L, N, H)   dtype"]
         for name, value in self.data.items():
             lines.append(f"  {name:<8}{value.shape!s:<31} {value.dtype}")
@@ -294,6 +332,7 @@ class Trace:
             arrays[f"layer_inputs/{k}"] = x
         for name in _META + ("nonlinearity",):
             arrays[f"meta/{name}"] = np.asarray(getattr(self, name))
+        arrays["meta/options"] = np.asarray(json.dumps(self.options))  # a str, no pickle
         with atomic_write(path) as f:
             np.savez(f, **arrays)
 
@@ -322,6 +361,27 @@ class Trace:
                                          else int(v)) for k, v in meta.items()}
             nonlin = str(z["meta/nonlinearity"].item()) if "meta/nonlinearity" in files \
                 else "tanh"
+            options = _load_options(path, z) if "meta/options" in files else {}
             return cls(mode, data, output=z["output"], h_n=z["h_n"],
-                       layer_inputs=[x for _, x in inputs], nonlinearity=nonlin, **opt,
-                       **sizes)
+                       layer_inputs=[x for _, x in inputs], nonlinearity=nonlin,
+                       options=options, **opt, **sizes)
+
+
+def layer_options(layer):
+    """The non-default options of a layer or cell, as keyword arguments."""
+    from .options import option_kwargs
+
+    opts = getattr(layer, "_options", None)
+    return {} if opts is None else option_kwargs(opts, getattr(layer, "nonlinearity", "tanh"))
+
+
+def _load_options(path, z):
+    """``meta/options`` of a saved trace: JSON of keyword arguments; lists back to tuples."""
+    try:
+        options = json.loads(str(z["meta/options"].item()))
+    except ValueError as exc:
+        options = exc
+    if not isinstance(options, dict):  # a bad file, as every other Trace.load error
+        why = f"{path}: meta/options is not a JSON object of options: {options!r}"
+        raise ValueError(why)  # noqa: TRY004
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}

@@ -20,7 +20,7 @@ from ..card import equation
 from ..demo import LAYERS, build, series
 from ..module import article
 from ..style import ansi
-from ..trace import projection_units
+from ..trace import projection_units, range_ends
 from . import CLIError, check_output, fit_families, need_matplotlib, no_family, seed
 
 EPILOG = """\
@@ -353,6 +353,10 @@ def _print_legend(trace, args, head, table):
     if P:
         print(f"  {'':<33}p0, p1, ..: the projection's outputs, P={P} (not the units u0, "
               "u1, .. of the gates)")
+    if trace.options:
+        given = ", ".join(f"{k}={v!r}" for k, v in trace.options.items())
+        print(f"  {'':<7}options beyond PyTorch's: {given}; the equations above are "
+              f"PyTorch's (see nplstm.gates.{trace.mode}_step)")
     if head is not None and args.layer == trace.num_layers - 1:
         h = "[h_forward, h_reverse]" if trace.num_directions == 2 else "h"
         print(f"  {table.name('y', 'y', 7)}{table.name('y', 'Linear', 26)}y = W {h} + b")
@@ -416,8 +420,10 @@ def _print_summary(trace, args, columns, table):
     print("saturation: share of valid steps x units x sequences within 5% of an end of "
           "each gate's range")
     for name, (lo, hi) in trace.saturation(args.layer, args.direction).items():
-        ends = (("0", "1") if name in "ifozr" and trace.mode != "rnn" else
-                ("0 (dead)", "") if trace.nonlinearity == "relu" else ("-1", "+1"))
+        ends = range_ends(*trace.gate_range(name, args.direction))
+        if np.isnan(lo):
+            print(f"  {table.name(name, name, 7)}unbounded both ways: no saturation")
+            continue
         print(f"  {table.name(name, name, 7)}{lo:>5.0%} near {ends[0]:<4}"
               + ("" if np.isnan(hi) else f"{hi:>7.0%} near {ends[1]}"))
 
