@@ -9,7 +9,7 @@
 
 from typing import TYPE_CHECKING, Any
 
-from . import gates
+from . import gates, grad, losses, optim
 from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
 from .module import IncompatibleKeys, InputError
@@ -32,7 +32,10 @@ __all__ = [
     "WeightsFormatError",
     "__version__",
     "gates",
+    "grad",
     "load_weights",
+    "losses",
+    "optim",
     "save_weights",
 ]
 

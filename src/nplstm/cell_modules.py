@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,9 @@ from .options import (
     repr_options,
 )
 from .trace import Trace, layer_options
+
+if TYPE_CHECKING:
+    from .grad import Grads
 
 #: What a cell returns: ``h'`` (GRUCell, RNNCell) or ``(h', c')`` (LSTMCell).
 S = TypeVar("S")
@@ -160,12 +163,26 @@ class _CellBase(Module, Generic[S]):
         for name, s in zip(self.family.states, state):
             data[name] = s.reshape(1, 1, 1, *x.shape[:1], -1).copy()
         h_0 = [s[None, 0] if unbatched else s[None] for s in state0]  # (1, [N,] H)
-        return Trace(self.family.name, data, output=state[0], h_n=state[0],
+        trace = Trace(self.family.name, data, output=state[0], h_n=state[0],
                      c_n=state[1] if len(state) > 1 else None,
                      input=x[0] if unbatched else x, h_0=h_0[0],
                      c_0=h_0[1] if len(h_0) > 1 else None, layer_inputs=[x[None]],
                      unbatched=unbatched, nonlinearity=self.nonlinearity,
                      options=layer_options(self))
+        trace._weights = dict(self._params)
+        return trace
+
+    def backward(self, trace: Trace, grad_output: Any) -> Grads:
+        """Gradients of one step that :meth:`trace` recorded.
+
+        ``grad_output``: dL/d the returned state, shaped like it (``(dh, dc)`` for
+        LSTMCell, either may be None; ``dh`` for GRUCell/RNNCell). Returns
+        :class:`nplstm.grad.Grads`: ``params`` keyed like :meth:`state_dict`,
+        ``input`` like x, ``hx`` like hx. Uses the cell's current parameters.
+        """
+        from . import grad
+
+        return grad.cell_backward(self, trace, grad_output)
 
     def _step(self, input, hx, record, full=False):
         name = type(self).__name__
@@ -337,6 +354,16 @@ class Linear(Module):
             if self.bias_enabled:
                 y = y + self._params["bias"]
         return y
+
+    def backward(self, input: npt.ArrayLike, grad_output: npt.ArrayLike) -> Grads:
+        """Gradients of ``y = self(input)`` given dL/dy ``(*, out_features)``.
+
+        Returns :class:`nplstm.grad.Grads` with ``params`` ``{"weight", "bias"}``
+        (keyed like :meth:`state_dict`) and ``input`` ``(*, in_features)``.
+        """
+        from . import grad
+
+        return grad.linear_backward(self, input, grad_output)
 
     def __repr__(self) -> str:
         return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "

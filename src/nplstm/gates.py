@@ -409,6 +409,101 @@ def activate(act, x, clip=None):
     return ACTIVATIONS[act.name](x, act.alpha, act.beta)
 
 
+# ----------------------------------------------------------- derivatives --
+# The backward pass (nplstm.grad) walks these equations in reverse. Each takes
+# the gradient of the loss with respect to a function's output (``d`` + name)
+# and the values the forward recorded, and returns the gradients with respect
+# to that function's inputs. Chain rule, one equation per line.
+
+
+def sigmoid_backward(ds, s):
+    """Through s = σ(a): da = ds ⊙ s ⊙ (1 − s)   (σ' = σ(1 − σ))."""
+    return ds * s * (1 - s)
+
+
+def tanh_backward(dt, t):
+    """Through t = tanh(a): da = dt ⊙ (1 − t²)."""
+    return dt * (1 - t * t)
+
+
+def relu_backward(dr, r):
+    """Through r = relu(a): da = dr where r > 0, else 0 (PyTorch's choice at 0)."""
+    return dr * (r > 0)
+
+
+NONLINEARITY_BACKWARD = {"tanh": tanh_backward, "relu": relu_backward}
+
+
+#: d/dx of each ONNX activation ``f(x, alpha, beta)`` above, at the (clipped)
+#: pre-activation x; at a kink the right-hand side's value (as PyTorch's ReLU: 0 at 0).
+ACTIVATION_DERIVATIVES = {
+    "Sigmoid": lambda x, a, b: sigmoid(x) * (1 - sigmoid(x)),
+    "Tanh": lambda x, a, b: 1 - np.tanh(x) ** 2,
+    "Relu": lambda x, a, b: (x > 0).astype(x.dtype),
+    "HardSigmoid": lambda x, a, b: np.where((a * x + b > 0) & (a * x + b < 1), a, 0.0),
+    "Affine": lambda x, a, b: np.full_like(x, a),
+    "LeakyRelu": lambda x, a, b: np.where(x >= 0, 1.0, a),
+    "ThresholdedRelu": lambda x, a, b: (x >= a).astype(x.dtype),
+    "ScaledTanh": lambda x, a, b: a * b * (1 - np.tanh(b * x) ** 2),
+    "Elu": lambda x, a, b: np.where(x >= 0, 1.0, a * np.exp(np.minimum(x, 0))),
+    "Softsign": lambda x, a, b: 1 / (1 + np.abs(x)) ** 2,
+    "Softplus": lambda x, a, b: sigmoid(x),
+}
+
+
+def activate_backward(dy, act, x, clip=None):
+    """Through y = act(clip(x)) (see :func:`activate`): dx = dy ⊙ act'(clip(x)),
+    and 0 where the clip bounded x (|x| > clip)."""
+    xc = x if clip is None else np.clip(x, -clip, clip)
+    dx = dy * ACTIVATION_DERIVATIVES[act.name](xc, act.alpha, act.beta)
+    return dx if clip is None else np.where(np.abs(x) <= clip, dx, 0)
+
+
+def cell_update_backward(dc, f, c_prev, i, g):
+    """Through c = f ⊙ c_prev + i ⊙ g.
+
+    df = dc ⊙ c_prev,  dc_prev = dc ⊙ f,  di = dc ⊙ g,  dg = dc ⊙ i.
+    Returns ``(df, dc_prev, di, dg)``.
+    """
+    return dc * c_prev, dc * f, dc * g, dc * i
+
+
+def hidden_update_backward(dh, o, c, W_hr=None):
+    """Through h = o ⊙ tanh(c) (then h = W_hr h with a projection).
+
+    With W_hr: dm = dh W_hr and dW_hr = dhᵀ m for m = o ⊙ tanh(c) (summed over N).
+    do = dm ⊙ tanh(c),  dc = dm ⊙ o ⊙ (1 − tanh²(c)).
+    Returns ``(do, dc, dW_hr)`` (dW_hr None without a projection); ``dc`` is
+    this step's share only: add the dc flowing back from step t + 1.
+    """
+    tc = np.tanh(c)  # (N, H)
+    dW_hr = None
+    if W_hr is not None:
+        dW_hr = dh.T @ (o * tc)  # (P, H)
+        dh = dh @ W_hr  # (N, H)
+    return dh * tc, tanh_backward(dh * o, tc), dW_hr
+
+
+def gru_hidden_update_backward(dh, z, n, h_prev):
+    """Through h = (1 − z) ⊙ n + z ⊙ h_prev.
+
+    dz = dh ⊙ (h_prev − n),  dn = dh ⊙ (1 − z),  dh_prev = dh ⊙ z.
+    Returns ``(dz, dn, dh_prev)``.
+    """
+    return dh * (h_prev - n), dh * (1 - z), dh * z
+
+
+def new_gate_backward(dn, n, r, h_part):
+    """Through n = tanh(a_x + r ⊙ h_part), h_part = W_hn h_prev + b_hn.
+
+    da = dn ⊙ (1 − n²) (the gradient of a_x = W_in x + b_in),
+    dr = da ⊙ h_part,  dh_part = da ⊙ r.
+    Returns ``(da, dr, dh_part)``.
+    """
+    da = tanh_backward(dn, n)
+    return da, da * h_part, da * r
+
+
 # ------------------------------------------------------------ for readers --
 
 #: The function that computes each recorded gate or state, per family.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import types
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +41,9 @@ from .options import (
     repr_options,
 )
 from .trace import Trace
+
+if TYPE_CHECKING:
+    from .grad import Grads
 
 #: What a layer returns as its state: ``h_n`` (GRU, RNN) or ``(h_n, c_n)`` (LSTM).
 S = TypeVar("S")
@@ -268,7 +271,23 @@ class _RNNBase(Module, Generic[S]):
               lengths: npt.ArrayLike | None = None) -> Trace:
         """Run like ``__call__`` and keep every gate and state: a :class:`Trace`."""
         output, state, run = self._forward(input, hx, lengths, record=True)
-        return Trace.from_forward(self, run, lengths, output, state)
+        trace = Trace.from_forward(self, run, lengths, output, state)
+        trace._weights = dict(self._params)
+        return trace
+
+    def backward(self, trace: Trace, grad_output: npt.ArrayLike,
+                 grad_state: Any = None) -> Grads:
+        """Backpropagation through time for the run ``trace`` recorded.
+
+        ``grad_output`` is dL/d output, shaped like ``trace.output``; ``grad_state``
+        dL/d the final state, shaped like it (``(dh_n, dc_n)`` for an LSTM, either
+        may be None), or None. Returns :class:`nplstm.grad.Grads` with ``params``
+        keyed like :meth:`state_dict`, ``input`` like x, ``hx`` like hx. The
+        layer's parameters must be those the trace ran with. See :mod:`nplstm.grad`.
+        """
+        from . import grad
+
+        return grad.layer_backward(self, trace, grad_output, grad_state)
 
     def _forward(self, input, hx, lengths, record):
         x = given = to_numpy(input, "input")
@@ -316,9 +335,9 @@ class _RNNBase(Module, Generic[S]):
 
         def dropout(y):
             if p == 1:
-                return np.zeros_like(y)
+                return np.zeros_like(y), np.zeros(y.shape, dtype=bool)
             keep = rng.random(y.shape) >= p  # (L, N, D*H_out)
-            return np.where(keep, y / (1 - p), 0).astype(y.dtype)
+            return np.where(keep, y / (1 - p), 0).astype(y.dtype), keep
 
         return dropout
 

@@ -153,7 +153,8 @@ def run_layers(family, weights, x, state0, mask, dropout, record):
     state0: tuple of ``(D*num_layers, N, H)`` arrays (h, then c).
     Returns ``(output (L, N, D*H_out), final states like state0, rec)`` where
     ``rec`` is ``[layer][direction] -> {name: (L, N, H)}`` plus ``"input"`` per
-    layer, or None.
+    layer (and ``"dropout"``, the bool mask applied to its output, when dropout
+    acts), or None. ``dropout(y)`` returns ``(dropped y, bool mask kept)``.
     """
     with cells.quiet():  # exp overflowing to inf is part of the math (see cells)
         return _run_layers(family, weights, x, state0, mask, dropout, record)
@@ -175,5 +176,7 @@ def _run_layers(family, weights, x, state0, mask, dropout, record):
             recs.append({"input": x, "directions": layer_rec})
         x = ys[0] if D == 1 else np.concatenate(ys, axis=-1)  # (L, N, D*H_out)
         if dropout is not None and k < len(weights) - 1:
-            x = dropout(x)
+            x, keep = dropout(x)  # keep: (L, N, D*H_out) bool, the mask drawn
+            if record:
+                recs[-1]["dropout"] = keep  # the backward pass needs it
     return x, finals, recs

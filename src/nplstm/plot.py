@@ -264,3 +264,10 @@ def overview(trace, layer=0, direction=0, batch=0, units=None, low=0.05, high=0.
     _draw_trajectories(left, trace, layer, direction, batch, units)
     _draw_saturation(right, trace, layer, direction, low, high)
     return fig
+
+
+# Pictures of learning (nplstm train): defined beside the training code.
+from .plot_train import forecast, grad_flow, loss_curves, saturation_history
+
+__all__ = ["forecast", "gate_heatmaps", "grad_flow", "loss_curves", "overview",
+           "saturation", "saturation_history", "state_trajectories"]

@@ -73,6 +73,8 @@ class Trace:
         input: the input as the layer saw it (its dtype, the user's layout).
         h_0, c_0: the initial states, shaped like ``h_n``/``c_n`` (zeros if no hx).
         layer_inputs: the input of each layer, time-major ``(L, N, in)`` each.
+        dropout_masks: per layer, the bool mask ``(L, N, D*H_out)`` dropout kept of
+            its output in training mode, or None; ``dropout`` the probability p.
         lengths: the ``lengths=`` given, ``(N,)``, or None.
         options: the layer's options beyond PyTorch's, as keyword arguments
             (``{"peepholes": True, "activations": (...), ...}``; ``{}`` for
@@ -85,7 +87,9 @@ class Trace:
                  c_0: np.ndarray | None = None, layer_inputs: Sequence[np.ndarray] = (),
                  lengths: np.ndarray | None = None, num_layers: int = 1,
                  num_directions: int = 1, batch_first: bool = False, unbatched: bool = False,
-                 nonlinearity: str = "tanh", options: Mapping[str, Any] | None = None) -> None:
+                 nonlinearity: str = "tanh", options: Mapping[str, Any] | None = None,
+                 dropout_masks: Sequence[np.ndarray | None] | None = None,
+                 dropout: float = 0.0) -> None:
         self.mode = mode
         self.data = dict(data)  # name -> (num_layers, D, L, N, H)
         self.output, self.h_n, self.c_n = output, h_n, c_n
@@ -96,6 +100,12 @@ class Trace:
         self.batch_first, self.unbatched = batch_first, unbatched
         self.nonlinearity = nonlinearity
         self.options = dict(options or {})
+        # The layer's parameter arrays the run used (read-only, replaced, never
+        # changed, by load_state_dict): backward checks the layer still has them.
+        self._weights: dict[str, np.ndarray] | None = None
+        # per layer: the bool mask dropout applied to its output (training), or None
+        self.dropout_masks = list(dropout_masks or [None] * num_layers)
+        self.dropout = dropout
 
     @classmethod
     def from_forward(cls, layer, run, lengths, output, state):
@@ -116,7 +126,9 @@ class Trace:
                    batch_first=getattr(layer, "batch_first", False),
                    unbatched=run["unbatched"],
                    nonlinearity=getattr(layer, "nonlinearity", "tanh"),
-                   options=layer_options(layer))
+                   options=layer_options(layer),
+                   dropout_masks=[r.get("dropout") for r in recs],
+                   dropout=getattr(layer, "dropout", 0.0))
 
     # -------------------------------------------------------------- sizes --
 
@@ -330,6 +342,10 @@ class Trace:
                 arrays[name] = getattr(self, name)
         for k, x in enumerate(self.layer_inputs):
             arrays[f"layer_inputs/{k}"] = x
+        for k, keep in enumerate(self.dropout_masks):
+            if keep is not None:
+                arrays[f"dropout_masks/{k}"] = keep
+        arrays["meta/dropout"] = np.asarray(self.dropout)
         for name in _META + ("nonlinearity",):
             arrays[f"meta/{name}"] = np.asarray(getattr(self, name))
         arrays["meta/options"] = np.asarray(json.dumps(self.options))  # a str, no pickle
@@ -356,6 +372,9 @@ class Trace:
             inputs = sorted((int(k.split("/")[1]), z[k]) for k in files
                             if k.startswith("layer_inputs/"))
             opt: dict[str, Any] = {k: (z[k] if k in files else None) for k in _OPTIONAL}
+            masks = [z[f"dropout_masks/{k}"] if f"dropout_masks/{k}" in files else None
+                     for k in range(int(meta["num_layers"]))]
+            p = float(z["meta/dropout"]) if "meta/dropout" in files else 0.0
             mode = str(meta.pop("mode"))
             sizes: dict[str, Any] = {k: (bool(v) if k in ("batch_first", "unbatched")
                                          else int(v)) for k, v in meta.items()}
@@ -364,7 +383,7 @@ class Trace:
             options = _load_options(path, z) if "meta/options" in files else {}
             return cls(mode, data, output=z["output"], h_n=z["h_n"],
                        layer_inputs=[x for _, x in inputs], nonlinearity=nonlin,
-                       options=options, **opt, **sizes)
+                       options=options, **opt, dropout_masks=masks, dropout=p, **sizes)
 
 
 def layer_options(layer):
