@@ -37,6 +37,11 @@ assert_type(lstm.trace(x), nplstm.Trace)
 assert_type(lstm.trace(x).step(0), dict[str, np.ndarray])
 assert_type(nplstm.load_weights("m.pt"), dict[str, np.ndarray])
 assert_type(lstm.load_state_dict({}, strict=False), nplstm.IncompatibleKeys)
+grads = lstm.backward(lstm.trace(x), np.ones_like(out))
+assert_type(grads, nplstm.grad.Grads)
+assert_type(grads.params, dict[str, np.ndarray])
+nplstm.optim.Adam(lstm, lr=1e-3).step(grads.params)
+assert_type(nplstm.losses.mse_loss(out, out), tuple[float, np.ndarray])
 '''
 
 
