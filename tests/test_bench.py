@@ -17,7 +17,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-TINY = ["--config", "4,2,3", "--repeats", "1", "--min-time", "0"]
+TINY = ["--config", "4,2,3", "--repeats", "1", "--min-time", "0", "--settle", "0"]
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 
 
@@ -25,12 +25,21 @@ ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_runtimes_agree(cell, mode):
     """Every runtime computes nplstm's numbers: the ONNX gate-order conversion is right."""
-    res = bench.run_config(bench.Config(cell, 6, 2, 5, mode), repeats=1, min_time=0)
-    want = {"torch", "onnxruntime"} | ({"nplstm_cell", "torch_cell"} if mode == "stream"
-                                       else {"onnx_reference"})
-    assert set(res["max_abs_diff"]) == want
+    res = bench.run_config(bench.Config(cell, 6, 2, 5, mode), repeats=2, min_time=0,
+                           settle=0)
+    others = {"torch", "onnxruntime"} | ({"torch_cell"} if mode == "stream"
+                                         else {"onnx_reference"})
+    ours = {"nplstm_cell"} if mode == "stream" else set()
+    if res["engine"] == "numba":  # the NumPy path runs beside the compiled one
+        ours.add("nplstm_numpy")
+        assert set(res["ratios"]["nplstm_numpy"]) == others
+    assert set(res["max_abs_diff"]) == others | ours
     assert max(res["max_abs_diff"].values()) < 1e-5, res["max_abs_diff"]
-    assert set(res["ratio"]) == want and all(t > 0 for t in res["times_ms"].values())
+    assert set(res["ratio"]) == others and all(t > 0 for t in res["times_ms"].values())
+    for low, high in res["ratio_quartiles"]["nplstm"].values():
+        assert 0 < low <= high
+    assert {"nplstm", "torch", "onnxruntime"} <= set(res["runtimes"])
+    assert "intra-op threads" in res["runtimes"]["torch"]
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -63,10 +72,50 @@ def test_cli_stream_and_markdown(capsys):
 
 def test_format_table_and_describe():
     info = bench.run([bench.Config("rnn", 3, 1, 2)], repeats=1, min_time=0,
-                     with_reference=False)
+                     with_reference=False, settle=0)
     text = bench.format_table(info["results"])
     assert text.splitlines()[1].startswith("rnn T3 B1 H2")
-    assert "numpy" in bench.describe(info)
+    assert "numpy" in bench.describe(info) and "vector extensions" in bench.describe(info)
+
+
+def test_batch_one_also_runs_on_one_thread():
+    """Only 2 threads asked: the B=1 configuration runs on 1 thread too, B>1 does not."""
+    info = bench.run([bench.Config("gru", 3, 1, 2), bench.Config("gru", 3, 2, 2)], threads=(2,),
+                     repeats=1, min_time=0, with_reference=False, settle=0)
+    assert [(r["B"], r["threads"]) for r in info["results"]] == [(1, 1), (1, 2), (2, 2)]
+
+
+def test_vector_extensions_read_from_cpuinfo(monkeypatch):
+    import builtins
+    import io
+
+    real_open = builtins.open
+
+    def fake(path, *args, **kwargs):
+        if path == "/proc/cpuinfo":
+            return io.StringIO("model name\t: Test CPU\nflags\t\t: fpu sse4_2 avx2 fma "
+                               "avx512f\nmodel name\t: Test CPU\nflags\t\t: x\n")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake)
+    m = bench.machine_info()
+    assert m["processor"] == "Test CPU"
+    assert m["vector_extensions"] == ["sse4_2", "avx2", "fma", "avx512f"]
+
+
+def test_numpy_engine_column(monkeypatch):
+    """With numba the NumPy path is timed beside it, and the table says which is which."""
+    pytest.importorskip("numba")
+    monkeypatch.setenv("NPLSTM_ENGINE", "auto")
+    info = bench.run([bench.Config("lstm", 3, 1, 2)], repeats=1, min_time=0,
+                     with_reference=False, settle=0)
+    (r,) = info["results"]
+    assert r["engine"] == "numba" and "nplstm_numpy" in r["times_ms"]
+    head = bench.format_table(info["results"]).splitlines()[0]
+    assert "numpy÷torch" in head and "engine" in head
+    import os
+
+    assert os.environ["NPLSTM_ENGINE"] == "auto"  # restored after the NumPy runs
 
 
 @pytest.mark.parametrize("argv,match", [
@@ -74,6 +123,7 @@ def test_format_table_and_describe():
     (["bench", "--config", "4,x,2"], "--config must be comma-separated integers"),
     (["bench", "--threads", "0"], "--threads must be some integers >= 1"),
     (["bench", "--repeats", "0"], "--repeats must be >= 1"),
+    (["bench", "--settle", "-1"], "--settle must be >= 0"),
     (["bench", "--stream"], "--stream applies to --config entries"),
     (["bench", "--memory", "1,2"], "--memory must be 3 integers"),
     (["bench", "--memory", "0,1,1"], "--memory must be 3 integers >= 1"),

@@ -12,10 +12,23 @@ same weights in every runtime that is installed:
 * ``onnx_reference``: ``onnx.reference.ReferenceEvaluator`` (slow: small
   configurations only).
 
-Runners are interleaved (a different order each repeat) and each is timed
-several times; the median is reported, with ratios ``nplstm / other`` (below
-1 means nplstm is faster). BLAS threads are set with threadpoolctl, torch's
-with ``torch.set_num_threads`` and onnxruntime's in its session options.
+``nplstm`` runs the engine a plain call takes (the compiled ``[fast]`` one when
+numba is installed, see ``layer.engine``); ``nplstm_numpy`` runs the NumPy path
+(``NPLSTM_ENGINE=numpy``) beside it, so one run shows nplstm with and without
+the extra.
+
+Runners are interleaved (a different order each repeat). So that no runtime's
+figure pays for another's threads, each sample is preceded by a pause of
+``settle`` seconds (idle worker threads of the previous runtime -- OpenBLAS's,
+torch's OpenMP pool -- stop spinning and sleep) and by one untimed call (the
+runtime's own pool wakes up). The median of each runner's samples is reported,
+and ratios ``nplstm / other`` are the median of the per-repeat ratios (paired:
+both measured within the same repeat), with their quartiles to show the noise
+(below 1 means nplstm is faster). BLAS threads are set with threadpoolctl,
+torch's with ``torch.set_num_threads`` and onnxruntime's in its session options;
+:func:`runtime_info` reports what each runtime then uses. Batch-1
+configurations also run on one thread when only more were asked for (a small
+product split across threads only measures the threads' wake-up).
 
 A configuration is ``(cell, T, B, H)`` with ``input_size = hidden_size = H``;
 ``mode="stream"`` feeds ``T`` one-step calls, carrying the state, the way a
@@ -25,7 +38,6 @@ streaming user calls ``y, state = lstm(x_t, state)``.
 from __future__ import annotations
 
 import os
-import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -33,6 +45,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 import nplstm
+
+from .bench_env import blas_info, describe, machine_info, runtime_info  # noqa: F401
 
 #: The standard configurations: (T, B, H) whole sequences, then the stream.
 DEFAULT_CONFIGS = [(100, 1, 32), (100, 1, 128), (100, 1, 512), (100, 64, 128),
@@ -57,48 +71,6 @@ class Config:
     def label(self):
         kind = "stream" if self.mode == "stream" else f"T{self.T}"
         return f"{self.cell} {kind} B{self.B} H{self.H}"
-
-
-# ----------------------------------------------------------- environment --
-
-
-def blas_info():
-    """NumPy's BLAS as threadpoolctl sees it (kernel, version), and the env knobs."""
-    info = {"numpy": np.__version__, "env": {k: os.environ[k] for k in (
-        "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-        "MKL_NUM_THREADS") if k in os.environ}}
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        info["blas"] = "threadpoolctl not installed"
-        return info
-    libs = [lib for lib in threadpool_info() if lib.get("user_api") == "blas"
-            and "numpy" in lib.get("filepath", "")] or [
-        lib for lib in threadpool_info() if lib.get("user_api") == "blas"]
-    info["blas"] = [{k: lib.get(k) for k in ("internal_api", "architecture", "version",
-                                             "threading_layer", "num_threads")}
-                    | {"file": os.path.basename(lib.get("filepath", ""))} for lib in libs]
-    return info
-
-
-def machine_info():
-    info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count(), "processor": _cpu_model()}
-    for name in ("torch", "onnx", "onnxruntime"):
-        mod = _optional(name)
-        info[name] = getattr(mod, "__version__", None) if mod else None
-    return info
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def _optional(name):
@@ -197,6 +169,8 @@ def _runners(cfg, layer, x, threads, with_reference):
         runners["nplstm"], runners["nplstm_cell"] = ours, ours_cell
     else:
         runners["nplstm"] = lambda: layer(x)[0]
+    if layer.engine == "numba":  # the same call on the NumPy path: nplstm without [fast]
+        runners["nplstm_numpy"] = _numpy_engine(runners["nplstm"])
     torch = _optional("torch")
     if torch is not None:
         _add_torch(runners, torch, cfg, layer, x)
@@ -204,6 +178,24 @@ def _runners(cfg, layer, x, threads, with_reference):
     if ort is not None and _optional("onnx") is not None:
         _add_onnx(runners, ort, cfg, layer, x, threads, with_reference)
     return runners
+
+
+def _numpy_engine(fn):
+    """fn run with ``NPLSTM_ENGINE=numpy`` (set around the whole run, not per step)."""
+    from ._numba import ENV
+
+    def run():
+        before = os.environ.get(ENV)
+        os.environ[ENV] = "numpy"
+        try:
+            return fn()
+        finally:
+            if before is None:
+                del os.environ[ENV]
+            else:
+                os.environ[ENV] = before
+
+    return run
 
 
 def _add_torch(runners, torch, cfg, layer, x):
@@ -288,8 +280,12 @@ def _set_threads(n):
     return lambda: [f() for f in reversed(undo)]
 
 
-def _sample(fn, min_time):
-    """Seconds per call of fn, repeating it until a sample lasts ``min_time``."""
+def _sample(fn, min_time, settle=0.0):
+    """Seconds per call of fn, repeating it until a sample lasts ``min_time``,
+    after ``settle`` seconds of pause and one untimed call (see the module doc)."""
+    if settle:
+        time.sleep(settle)
+    fn()
     number, elapsed = 1, 0.0
     while True:
         start = time.perf_counter()
@@ -301,7 +297,8 @@ def _sample(fn, min_time):
         number = max(number * 2, int(number * min_time / max(elapsed, 1e-9)) + 1)
 
 
-def run_config(cfg, threads=1, repeats=5, min_time=0.005, with_reference=True, seed=0):
+def run_config(cfg, threads=1, repeats=5, min_time=0.005, with_reference=True, seed=0,
+               settle=0.05):
     """Time one configuration at one thread count: a result dict (times in ms)."""
     layer = make_layer(cfg, seed)
     rng = np.random.default_rng(seed + 1)
@@ -309,32 +306,56 @@ def run_config(cfg, threads=1, repeats=5, min_time=0.005, with_reference=True, s
     undo = _set_threads(threads)
     try:
         runners = _runners(cfg, layer, x, threads, with_reference)
+        runtimes = runtime_info(threads)
         outputs = {name: np.asarray(fn(), dtype=np.float64) for name, fn in runners.items()}
         samples = {name: [] for name in runners}
         names = list(runners)
         for r in range(repeats):  # interleaved, a rotated order every repeat
             for name in names[r % len(names):] + names[:r % len(names)]:
-                samples[name].append(_sample(runners[name], min_time))
+                samples[name].append(_sample(runners[name], min_time, settle))
     finally:
         undo()
     ref = outputs["nplstm"]
     times = {k: statistics.median(v) * 1e3 for k, v in samples.items()}
+    ratios, spread = {}, {}
+    for ours in ("nplstm", "nplstm_numpy"):
+        if ours in samples:
+            ratios[ours], spread[ours] = _paired(samples, ours)
     return {**asdict(cfg), "label": cfg.label, "threads": threads, "repeats": repeats,
-            "times_ms": times,
-            "ratio": {k: times["nplstm"] / t for k, t in times.items() if k != "nplstm"},
+            "engine": layer.engine, "runtimes": runtimes, "times_ms": times,
+            "ratio": ratios["nplstm"], "ratios": ratios, "ratio_quartiles": spread,
             "max_abs_diff": {k: float(np.max(np.abs(v - ref))) for k, v in outputs.items()
                              if k != "nplstm"}}
 
 
-def run(configs, threads=(1,), repeats=5, min_time=0.005, with_reference=True, progress=None):
-    """Every configuration at every thread count; ``progress(result)`` after each."""
+OTHERS = ("torch", "torch_cell", "onnxruntime", "onnx_reference")
+
+
+def _paired(samples, ours):
+    """Median and quartiles of ``ours / other`` over the repeats (paired samples)."""
+    med, quart = {}, {}
+    for other in OTHERS:
+        if other in samples:
+            r = [a / b for a, b in zip(samples[ours], samples[other])]
+            med[other] = statistics.median(r)
+            q = statistics.quantiles(r, n=4, method="inclusive") if len(r) > 1 else [r[0]] * 3
+            quart[other] = [q[0], q[2]]
+    return med, quart
+
+
+def run(configs, threads=(1,), repeats=5, min_time=0.005, with_reference=True, progress=None,
+        settle=0.05):
+    """Every configuration at every thread count; ``progress(result)`` after each.
+    Batch-1 configurations also run on one thread when ``threads`` lacks 1."""
     results = []
-    for n in threads:
-        for cfg in configs:
-            res = run_config(cfg, n, repeats, min_time, with_reference)
-            results.append(res)
-            if progress is not None:
-                progress(res)
+    todo = [(n, cfg) for n in threads for cfg in configs]
+    if 1 not in threads:
+        todo = [(1, cfg) for cfg in configs if cfg.B == 1] + todo
+    for n, cfg in todo:
+        res = run_config(cfg, n, repeats, min_time, with_reference, settle=settle)
+        results.append(res)
+        if progress is not None:
+            progress(res)
     return {"machine": machine_info(), "blas": blas_info(), "results": results}
 
 
@@ -382,20 +403,28 @@ def default_configs(cells=("lstm",)):
 
 # ---------------------------------------------------------------- reports --
 
-COLUMNS = ("nplstm", "nplstm_cell", "torch", "torch_cell", "onnxruntime", "onnx_reference")
+COLUMNS = ("nplstm", "nplstm_numpy", "nplstm_cell", "torch", "torch_cell", "onnxruntime",
+           "onnx_reference")
 
 
 def format_table(results, markdown=False):
-    """Times (ms) and ratios as a text or markdown table, one row per result."""
+    """Times (ms) and paired ratios as a text or markdown table, one row per result.
+
+    ``÷x`` is nplstm (its engine in the ``engine`` column) over x; ``numpy÷x`` is
+    the NumPy path over x (present when the compiled engine ran).
+    """
     cols = [c for c in COLUMNS if any(c in r["times_ms"] for r in results)]
-    ratio_cols = [c for c in ("torch", "torch_cell", "onnxruntime") if c in cols]
-    head = ["config", "thr"] + [f"{c} ms" for c in cols] + [f"÷{c}" for c in ratio_cols] + [
-        "max abs diff"]
+    ratio_cols = [(o, c) for o in ("nplstm", "nplstm_numpy") for c in
+                  ("torch", "torch_cell", "onnxruntime")
+                  if c in cols and any(o in r.get("ratios", {}) for r in results)]
+    head = ["config", "thr", "engine"] + [f"{c} ms" for c in cols] + [
+        ("÷" if o == "nplstm" else "numpy÷") + c for o, c in ratio_cols] + ["max abs diff"]
     rows = []
     for r in results:
-        row = [r["label"], str(r["threads"])]
+        row = [r["label"], str(r["threads"]), r.get("engine", "numpy")]
         row += [f"{r['times_ms'][c]:.3g}" if c in r["times_ms"] else "-" for c in cols]
-        row += [f"{r['ratio'][c]:.2f}" if c in r["ratio"] else "-" for c in ratio_cols]
+        ratios = r.get("ratios", {"nplstm": r["ratio"]})
+        row += [f"{ratios[o][c]:.2f}" if c in ratios.get(o, {}) else "-" for o, c in ratio_cols]
         row.append(f"{max(r['max_abs_diff'].values(), default=0.0):.1e}")
         rows.append(row)
     note = _stream_note(results)
@@ -417,18 +446,3 @@ def _stream_note(results):
             "carried), not of one call" + ("; ms per 1000 calls = µs per call"
                                            if steps == [1000] else ""))
 
-
-def describe(info):
-    """One paragraph: machine, versions, BLAS kernel."""
-    m = info["machine"]
-    blas = info["blas"].get("blas")
-    if isinstance(blas, list) and blas:
-        b = blas[0]
-        kernel = (f"{b['internal_api']} {b['version']} ({b['architecture']} kernel, "
-                  f"{b['threading_layer']})")
-    else:
-        kernel = str(blas)
-    env = ", ".join(f"{k}={v}" for k, v in info["blas"]["env"].items()) or "none set"
-    return (f"{m['processor']} ({m['cpu_count']} CPUs), {m['platform']}, Python {m['python']}; "
-            f"numpy {info['blas']['numpy']} with {kernel}; torch {m['torch']}, "
-            f"onnxruntime {m['onnxruntime']}, onnx {m['onnx']}; BLAS env: {env}")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from . import cells, general, loop
+from . import _numba, cells, general, loop
 from .layers import unpack_single
 from .module import (
     InputError,
@@ -126,17 +126,21 @@ class _CellBase(Module, Generic[S]):
             state = tuple(part[:, None] if unbatched else part.T for part in parts)
         w = self._weights()
         new = tuple(np.empty((N, H), dtype) for _ in family.states)
-        ws = cells.take_workspace(family, w, N, dtype)
-        ws.out = new[0].T  # (H, N): the step writes h' in place
-        with cells.quiet():  # as loop.run_cell: overflow is no warning, whatever the size
-            got = family.step(ws.k.project_step(input[None] if unbatched else input, ws.xp),
-                              state, ws, None)
-        if got[0] is not ws.out:
-            np.copyto(ws.out, got[0])
-        if len(new) == 2:
-            np.copyto(new[1].T, got[1])  # c' from the workspace
-        ws.out = None
-        cells.give_back(w, ws, N, dtype)
+        if _numba.use(family):  # the [fast] extra: the step in one compiled call
+            _numba.cell_step(family, w, input[None] if unbatched else input,
+                             None if hx is None else parts, new)
+        else:
+            ws = cells.take_workspace(family, w, N, dtype)
+            ws.out = new[0].T  # (H, N): the step writes h' in place
+            with cells.quiet():  # as loop.run_cell: overflow is no warning, whatever the size
+                got = family.step(ws.k.project_step(input[None] if unbatched else input, ws.xp),
+                                  state, ws, None)
+            if got[0] is not ws.out:
+                np.copyto(ws.out, got[0])
+            if len(new) == 2:
+                np.copyto(new[1].T, got[1])  # c' from the workspace
+            ws.out = None
+            cells.give_back(w, ws, N, dtype)
         return self._pack_state(tuple(s[0] for s in new) if unbatched else new)
 
     def step_gates(self, input: npt.ArrayLike,

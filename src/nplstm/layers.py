@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from . import cells, general, loop
+from . import _numba, cells, general, loop
 from .module import (
     InputError,
     Module,
@@ -214,26 +214,29 @@ class _RNNBase(Module, Generic[S]):
         family = self._run_family
         h_n = np.empty(plan.finals[0], dtype)  # (num_layers, N, H_out)
         c_n = np.empty(plan.finals[1], dtype) if len(shapes) == 2 else None
-        with cells.quiet():  # as loop.run_layers: overflow is no warning, whatever the size
-            for k, w in enumerate(plan.weights):
-                if states is None:
-                    state = plan.zeros
-                elif plan.unbatched:
-                    state = (states[0][k][:, None],) if c_n is None else (
-                        states[0][k][:, None], states[1][k][:, None])  # (H, 1)
-                else:
-                    state = (states[0][k].T,) if c_n is None else (
-                        states[0][k].T, states[1][k].T)  # (H, N) gate-major views
-                ws = cells.take_workspace(family, w, N, dtype)
-                ws.out = out = h_n[k].T  # (H_out, N): the step writes h_n[k] in place
-                new = family.step(ws.k.project_step(x, ws.xp), state, ws, None)
-                if new[0] is not out:
-                    np.copyto(out, new[0])
-                if c_n is not None:
-                    np.copyto(c_n[k].T, new[1])
-                ws.out = None
-                cells.give_back(w, ws, N, dtype)
-                x = h_n[k]  # (N, H_out): the next layer's input
+        if _numba.use(family):  # the [fast] extra: each layer's step in one compiled call
+            _numba.one_step(family, plan.weights, x, states, h_n, c_n)
+        else:
+            with cells.quiet():  # as loop.run_layers: overflow is no warning, whatever the size
+                for k, w in enumerate(plan.weights):
+                    if states is None:
+                        state = plan.zeros
+                    elif plan.unbatched:
+                        state = (states[0][k][:, None],) if c_n is None else (
+                            states[0][k][:, None], states[1][k][:, None])  # (H, 1)
+                    else:
+                        state = (states[0][k].T,) if c_n is None else (
+                            states[0][k].T, states[1][k].T)  # (H, N) gate-major views
+                    ws = cells.take_workspace(family, w, N, dtype)
+                    ws.out = out = h_n[k].T  # (H_out, N): the step writes h_n[k] in place
+                    new = family.step(ws.k.project_step(x, ws.xp), state, ws, None)
+                    if new[0] is not out:
+                        np.copyto(out, new[0])
+                    if c_n is not None:
+                        np.copyto(c_n[k].T, new[1])
+                    ws.out = None
+                    cells.give_back(w, ws, N, dtype)
+                    x = h_n[k]  # (N, H_out): the next layer's input
         if plan.unbatched:
             h_n = h_n[:, 0]
             c_n = None if c_n is None else c_n[:, 0]

@@ -279,9 +279,17 @@ class OptionsMixin:
 
     @property
     def engine(self) -> str:
-        """``"numpy"`` (the fast path of :mod:`nplstm.cells`) or ``"numpy-general"``
-        (the general step of :mod:`nplstm.general`, taken by non-default options)."""
-        return "numpy" if self._options.default else "numpy-general"
+        """The path a forward pass takes now: ``"numba"`` (the compiled kernels of
+        the ``[fast]`` extra, for default options: numba installed and
+        ``NPLSTM_ENGINE`` not ``numpy``), ``"numpy"`` (the fast path of
+        :mod:`nplstm.cells`) or ``"numpy-general"`` (the general step of
+        :mod:`nplstm.general`, taken by non-default options, which the compiled
+        kernels do not take). Traces always take a NumPy path."""
+        if not self._options.default:
+            return "numpy-general"
+        from . import _numba
+
+        return _numba.engine()
 
     def _set_options(self, opts):
         """Hold ``opts`` and the family that runs them, chosen once here (the

@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "card": "card",
     "convert": "convert",
     "bench": "bench",
+    "compile": "compile",
     "train": "train",
 }
 

@@ -1,8 +1,10 @@
 """``nplstm bench``: nplstm's speed against torch and onnxruntime, side by side.
 
 Runs a standard set of configurations (or those named with --config) for each
---cell and --threads, interleaving the runtimes, and prints median times,
-ratios (nplstm / other: below 1 is faster) and the largest output difference.
+--cell and --threads, interleaving the runtimes (nplstm's compiled and NumPy
+engines, torch, onnxruntime), and prints median times, paired ratios (nplstm /
+other: below 1 is faster), what each runtime computes with, and the largest
+output difference.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def register(sub):
     p.add_argument("--repeats", type=int, default=5, help="timed samples per runner (default: 5)")
     p.add_argument("--min-time", type=float, default=0.005, metavar="SECONDS",
                    help="each sample repeats the call until it lasts this long (default: 0.005)")
+    p.add_argument("--settle", type=float, default=0.05, metavar="SECONDS",
+                   help="pause before each sample, so that the previous runtime's idle "
+                   "threads stop spinning (default: 0.05)")
     p.add_argument("--no-reference", action="store_true",
                    help="skip onnx's (slow) reference evaluator")
     p.add_argument("--memory", nargs="?", const="100000,1,128", metavar="T,B,H",
@@ -82,6 +87,8 @@ def run(args):
         raise CLIError(f"--min-time must be >= 0, got {args.min_time}")
     if args.json:
         check_output("--json", args.json, (".json",))  # before minutes of timing
+    if args.settle < 0:
+        raise CLIError(f"--settle must be >= 0, got {args.settle}")
     threads = _ints(args.threads, "--threads")
     memory = None if args.memory is None else _ints(args.memory, "--memory", 3)
     todo = configs(args) if args.config or args.memory is None else []
@@ -93,9 +100,9 @@ def run(args):
     info = {"machine": bench.machine_info(), "blas": bench.blas_info()}
     print(bench.describe(info), flush=True)
     if todo:
-        print(f"{len(todo)} configuration{'s' * (len(todo) != 1)} x threads {threads}, {args.repeats} interleaved "
-              "repeats, median times; ratio = nplstm / other (< 1: nplstm faster)\n",
-              flush=True)
+        print(f"{len(todo)} configuration{'s' * (len(todo) != 1)} x threads {threads}, "
+              f"{args.repeats} interleaved repeats, median times; ratio = median of paired "
+              "nplstm / other (< 1: nplstm faster)\n", flush=True)
     done = []
 
     def progress(result):
@@ -104,10 +111,18 @@ def run(args):
         print(f"  {result['label']} threads={result['threads']}: nplstm "
               f"{result['times_ms']['nplstm']:.3g} ms{calls}", flush=True)
 
-    out = bench.run(todo, threads, args.repeats, args.min_time, not args.no_reference, progress)
+    out = bench.run(todo, threads, args.repeats, args.min_time, not args.no_reference, progress,
+                    settle=args.settle)
     if todo:
         print()
         print(bench.format_table(out["results"], markdown=args.markdown))
+        seen = {}
+        for r in out["results"]:
+            seen.setdefault(r["threads"], r["runtimes"])
+        for n, runtimes in seen.items():
+            print(f"\nruntimes at {n} thread{'s' if n > 1 else ''}:")
+            for name, what in runtimes.items():
+                print(f"  {name}: {what}")
     if memory is not None:
         out["memory"] = [bench.peak_memory(cell, *memory) for cell in args.cell or ["lstm"]]
         print("\nPeak memory of one call (float32, tracemalloc):")

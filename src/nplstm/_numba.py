@@ -1,0 +1,311 @@
+"""The compiled engine (``pip install nplstm[fast]``): when to use it, and its plumbing.
+
+The one place that decides between the NumPy path (:mod:`nplstm.cells`, the
+reference and the default install) and numba's kernels
+(:mod:`nplstm._numba_kernels`, the same math compiled). Importing nplstm imports
+neither numba nor the kernels: the first forward pass that can use them does
+(numba's import ≈ 0.2 s; its compiled code comes from its on-disk cache, which
+``nplstm compile`` fills ahead of time, else it compiles on first use, ≈ 10 s).
+
+Choose with the environment variable ``NPLSTM_ENGINE`` (read at every call):
+``auto`` or unset (numba when installed), ``numpy`` (force the NumPy path, e.g.
+to compare the two), ``numba`` (require it: ImportError if absent).
+
+Two schedules, chosen by batch size (:data:`SMALL_BATCH`):
+
+* small batches run the whole time loop in one compiled call per chunk of steps
+  (``*_seq``), after one input-projection GEMM per chunk through NumPy's BLAS;
+  one-step calls (streams) project inside the compiled call too;
+* large batches are GEMM-bound: each step's ``h @ W_hh.T`` goes through NumPy's
+  BLAS, the elementwise work through one compiled call (``*_cells``).
+
+Both keep the NumPy path's bounded workspace: the projection runs in chunks of
+:data:`nplstm.cells.CHUNK_ELEMENTS` gate values, whatever the length.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from . import cells
+
+#: The environment variable that picks the engine.
+ENV = "NPLSTM_ENGINE"
+CHOICES = ("auto", "numpy", "numba")
+#: Batches up to this size run the whole time loop compiled; larger ones
+#: take their products from BLAS (measured with ``nplstm bench``).
+SMALL_BATCH = 4
+
+_resolved: dict[Any, Any] = {}
+_available: list[Any] = []
+_kernels: list[Any] = []
+_NO_LENGTHS = np.zeros(0, np.int64)
+
+
+def available():
+    """True when numba can be imported (checked once, numba imported then)."""
+    if not _available:
+        ok = importlib.util.find_spec("numba") is not None
+        if ok:
+            try:
+                importlib.import_module("numba")
+            except ImportError:  # installed but broken (e.g. a NumPy it does not support)
+                ok = False
+        _available.append(ok)
+    return _available[0]
+
+
+def enabled():
+    """Whether forward passes use the compiled engine now (see ``NPLSTM_ENGINE``).
+
+    Raises ValueError for an unknown ``NPLSTM_ENGINE`` and ImportError for
+    ``NPLSTM_ENGINE=numba`` without numba installed.
+    """
+    value = os.environ.get(ENV, "")
+    use = _resolved.get(value)
+    if use is None:
+        choice = value.strip().lower() or "auto"
+        if choice not in CHOICES:
+            raise ValueError(f"environment variable {ENV} must be one of {', '.join(CHOICES)}"
+                             f" (or unset), got {value!r}")
+        if choice == "numba" and not available():
+            raise ImportError(f"{ENV}=numba needs numba, which is not installed: "
+                              "pip install 'nplstm[fast]'")
+        use = _resolved[value] = choice != "numpy" and available()
+    return use
+
+
+def use(family):
+    """Whether a run of ``family`` goes compiled: PyTorch's three families (the
+    fast path of :mod:`nplstm.cells`; the general step of non-default options
+    stays NumPy) when :func:`enabled`."""
+    return (family is cells.LSTM or family is cells.GRU or family is cells.RNN) and enabled()
+
+
+def kernels():
+    """The compiled kernels' module (imported on first use)."""
+    if not _kernels:
+        _kernels.append(importlib.import_module("._numba_kernels", __package__))
+    return _kernels[0]
+
+
+# ------------------------------------------------------------------ weights --
+
+
+def compiled(w):
+    """``w``'s arrays as the kernels take them, made once per :class:`cells.Weights`.
+
+    Transposed to ``(in, G*H)``, C-contiguous, in :mod:`nplstm.cells`' row order
+    and unscaled; absent biases are zeros, an absent projection is ``(0, 0)``.
+    """
+    cw = w.kernels.get("numba")
+    if cw is None:
+        dtype = w.W_ih.dtype
+        GH = w.W_ih.shape[0]
+
+        def own(a):  # always a fresh, writable C array: one numba type, one compile
+            return np.array(a, dtype, order="C", copy=True)
+
+        def vec(a, n):
+            return np.zeros(n, dtype) if a is None else own(a[:, 0])
+
+        cw = SimpleNamespace(
+            W_ihT=own(w.W_ih.T), W_hhT=own(w.W_hh.T),  # (H_in, G*H), (H_out, G*H)
+            b=vec(w.b_x, GH), b_hn=vec(w.b_h, w.H),  # (G*H,), (H,)
+            W_hrT=np.zeros((0, 0), dtype) if w.W_hr is None else own(w.W_hr.T),  # (H, proj)
+            relu=bool(w.relu))
+        w.kernels["numba"] = cw
+    return cw
+
+
+def _seq(K, family, cw, x, state0, state, y, reverse, lens, t0):
+    """One compiled call over a chunk ``x (T, N, H_in)`` from ``state0`` to ``state``
+    (may be the same arrays; see :mod:`nplstm._numba_kernels`)."""
+    if family is cells.LSTM:
+        K.lstm_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, state0[0], state0[1], state[0],
+                   state[1], y, reverse, lens, t0)
+    elif family is cells.GRU:
+        K.gru_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, state0[0], state[0], y, reverse, lens,
+                  t0)
+    else:
+        K.rnn_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, state0[0], state[0], y, reverse, lens,
+                  t0)
+
+
+def _project(cw, x):
+    """``(T, N, H_in) -> (T, N, G*H)``: one GEMM through NumPy's BLAS, plus the bias."""
+    T, N, H_in = x.shape
+    xp = np.matmul(x.reshape(T * N, H_in), cw.W_ihT)  # (T*N, G*H)
+    xp += cw.b
+    return xp.reshape(T, N, -1)  # (T, N, G*H)
+
+
+# ------------------------------------------------------------------- runs --
+
+
+def run_direction(family, w, x, state, mask, reverse, final=None, y=None):
+    """:func:`nplstm.loop.run_direction` compiled (no recording): same arguments,
+    same results ``(y (L, N, H_out), final state tuple, None)``; ``y`` may be
+    given (an array to write the output into).
+
+    A one-step call takes exactly the path a sequence of the same batch size
+    takes, so streaming and whole sequences give identical numbers.
+    """
+    K, cw = kernels(), compiled(w)
+    L, N = x.shape[:2]
+    if final is None:
+        final = tuple(np.empty(s.shape, x.dtype) for s in state)
+    for f, s in zip(final, state):  # the kernels update the state in place
+        np.copyto(f, s)  # (N, H); an unbatched (H,) broadcasts to (1, H)
+    if y is None:
+        y = np.empty((L, N, final[0].shape[-1]), x.dtype)  # (L, N, H_out)
+    lens = _NO_LENGTHS if mask is None else mask[:, :, 0].sum(0, dtype=np.int64)  # (N,)
+    size = cells.chunk_steps(w, N)
+    starts = range(0, L, size)
+    for start in reversed(starts) if reverse else starts:
+        stop = min(start + size, L)
+        if N <= SMALL_BATCH:
+            xs = np.ascontiguousarray(x[start:stop])  # (T, N, H_in)
+            if not xs.flags.writeable:  # a read-only array is another type: another compile
+                xs = xs.copy()
+            _seq(K, family, cw, xs, final, final, y[start:stop], reverse, lens, start)
+        else:
+            _gemm_steps(K, family, cw, _project(cw, x[start:stop]), final, y, reverse, lens,
+                        start)
+    return y, final, None
+
+
+def _gemm_steps(K, family, cw, xp, state, y, reverse, lens, start):
+    """A large batch, step by step: ``h @ W_hh.T`` by BLAS, the rest compiled."""
+    h = state[0]  # (N, H_out)
+    N, GH = h.shape[0], xp.shape[2]
+    ah = np.empty((N, GH), y.dtype)  # (N, G*H)
+    proj = family is cells.LSTM and cw.W_hrT.shape[0] > 0
+    if proj:
+        h_full = np.empty(state[1].shape, y.dtype)  # (N, H)
+        hp = np.empty(h.shape, y.dtype)  # (N, proj_size)
+    steps = range(xp.shape[0])
+    for s in reversed(steps) if reverse else steps:
+        t = start + s
+        np.matmul(h, cw.W_hhT, ah)  # (N, G*H)
+        if family is cells.LSTM:
+            if proj:
+                K.lstm_cells(xp[s], ah, state[1], h_full, y, t, lens, False)
+                K.commit(np.matmul(h_full, cw.W_hrT, hp), h, y, t, lens)
+            else:
+                K.lstm_cells(xp[s], ah, state[1], h, y, t, lens, True)
+        elif family is cells.GRU:
+            K.gru_cells(xp[s], ah, cw.b_hn, h, y, t, lens)
+        else:
+            K.rnn_cells(xp[s], ah, cw.relu, h, y, t, lens)
+
+
+def cell_step(family, w, x, state, new):
+    """One step of one layer-direction into ``new``: x ``(N, H_in)``; state: None
+    (zeros) or arrays that broadcast to ``(N, H)`` (h, then c); new: the output
+    arrays ``(N, H)``, C-contiguous. Returns new."""
+    if state is None:
+        for s in new:
+            s.fill(0)
+        state = new
+    run_direction(family, w, x[None], state, None, False, new, new[0][None])
+    return new
+
+
+def one_step(family, weights, x, states, h_n, c_n):
+    """Every layer's single step for :meth:`nplstm.layers._RNNBase._one_step`.
+
+    weights: one :class:`cells.Weights` per layer; x ``(N, H_in)``; states:
+    None (zeros) or the caller's ``(h_0,)``/``(h_0, c_0)``, ``(num_layers, [N,] H)``;
+    h_n, c_n ``(num_layers, N, H)``: written in place (c_n None for GRU/RNN).
+    A stream's hot path: straight to the kernel a sequence of this batch size
+    runs (so the numbers are the sequence's), with nothing else on the way.
+    """
+    N = h_n.shape[1]
+    if N > SMALL_BATCH:
+        for k, w in enumerate(weights):
+            new = (h_n[k],) if c_n is None else (h_n[k], c_n[k])  # (N, H) each
+            cell_step(family, w, x, None if states is None else [s[k] for s in states], new)
+            x = h_n[k]  # (N, H_out): the next layer's input
+        return
+    K = kernels()
+    xs = x[None]  # (1, N, H_in)
+    if not (xs.flags.c_contiguous and xs.flags.writeable):
+        xs = xs.copy()  # one array type: no second compile
+    if states is not None:
+        states = [_usable(s if s.ndim == 3 else s[:, None]) for s in states]  # (layers, N, H)
+    for k, w in enumerate(weights):
+        cw = w.kernels.get("numba") or compiled(w)
+        h = h_n[k]  # (N, H_out)
+        h0 = _zeros(h) if states is None else states[0][k]
+        if c_n is not None:
+            c0 = _zeros(c_n[k]) if states is None else states[1][k]
+            K.lstm_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, h0, c0, h, c_n[k], h[None],
+                       False, _NO_LENGTHS, 0)
+        elif family is cells.GRU:
+            K.gru_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, h0, h, h[None], False,
+                      _NO_LENGTHS, 0)
+        else:
+            K.rnn_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, h0, h, h[None], False,
+                      _NO_LENGTHS, 0)
+        xs = h[None]  # (1, N, H_out): the next layer's input
+
+
+def _usable(a):
+    """``a`` itself when C-contiguous and writable (the type the kernels were compiled
+    for), else a copy that is."""
+    return a if a.flags.c_contiguous and a.flags.writeable else a.copy()
+
+
+def _zeros(like, _cache={}):  # noqa: B006 (a cache on purpose)
+    """A zero state shaped like ``like``, read by the kernels, never written."""
+    key = (like.shape, like.dtype)
+    z = _cache.get(key)
+    if z is None:
+        if len(_cache) >= 16:
+            _cache.clear()
+        z = _cache[key] = np.zeros(like.shape, like.dtype)
+    return z
+
+
+def engine():
+    """``"numba"`` when forward passes run compiled now, else ``"numpy"``."""
+    return "numba" if enabled() else "numpy"
+
+
+def precompile(dtypes=(np.float32, np.float64)):
+    """Compile (or load from numba's cache) every kernel a forward pass can use:
+    each family, dtype and schedule, with and without projection and lengths.
+    Returns ``{"kernel(dtype)": seconds}`` in the order compiled. Compiled code
+    lands in numba's on-disk cache, so later processes start warm.
+    """
+    import time
+
+    from .layers import GRU, LSTM, RNN
+
+    if not available():
+        raise ImportError("compiling needs numba, which is not installed: "
+                          "pip install 'nplstm[fast]'")
+    K, times = kernels(), {}
+    for dtype in map(np.dtype, dtypes):
+        for cls, kwargs in ((LSTM, {}), (LSTM, {"proj_size": 1}), (GRU, {}), (RNN, {})):
+            layer = cls(3, 2, dtype=dtype, **kwargs)
+            for N in (1, SMALL_BATCH + 1):  # both schedules
+                start = time.perf_counter()
+                x = np.zeros((2, N, 3), dtype)
+                run_direction(layer.family, layer._weights()[0][0], x,
+                              (np.zeros((N, layer.output_size), dtype),
+                               np.zeros((N, 2), dtype))[:len(layer.family.states)],
+                              np.ones((2, N, 1), bool), False)
+                name = f"{cls.__name__.lower()}{'-proj' if kwargs else ''} " + (
+                    "whole loop" if N == 1 else "elementwise") + f" ({dtype.name})"
+                times[name] = time.perf_counter() - start
+    times["(kernels compiled)"] = sum(len(getattr(K, f).signatures) for f in (
+        "lstm_seq", "gru_seq", "rnn_seq", "lstm_cells", "gru_cells", "rnn_cells", "commit"))
+    return times

@@ -1,0 +1,272 @@
+"""The compiled engine (``[fast]``, numba) against PyTorch and against the NumPy
+path: every family, direction, layer count, projection, nonlinearity, bias,
+batch layout, length mask, chunking, both schedules (whole loop compiled for
+small batches, BLAS products for large ones), streams and cells; float64 within
+1e-12 and float32 within 1e-5. Also the engine switch, lazy import, saturation
+and NaN, and memory that does not grow with the sequence."""
+
+import subprocess
+import sys
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from helpers import T, assert_close, states, to_torch_state, torch, twin
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import nplstm
+from nplstm import _numba, cells
+
+pytest.importorskip("numba")
+
+H_IN, H, PROJ = 3, 5, 2
+CONFIGS = [("lstm", {}), ("lstm", {"proj_size": PROJ}),
+           ("lstm", {"num_layers": 2, "bidirectional": True, "proj_size": PROJ}),
+           ("lstm", {"bias": False, "batch_first": True}),
+           ("gru", {}), ("gru", {"num_layers": 2, "bidirectional": True}),
+           ("gru", {"bias": False, "batch_first": True}),
+           ("rnn", {}), ("rnn", {"nonlinearity": "relu", "bidirectional": True}),
+           ("rnn", {"num_layers": 3, "bias": False, "batch_first": True})]
+
+
+@pytest.fixture(params=["small", "gemm"])
+def schedule(request, monkeypatch):
+    """Both schedules whatever the batch: whole loop compiled, or BLAS per step."""
+    monkeypatch.setattr(_numba, "SMALL_BATCH", 10**6 if request.param == "small" else 0)
+    return request.param
+
+
+def _twin(kind, dtype, seed, **kwargs):
+    """Weights and biases U(-0.5, 0.5), non-zero: a ReLU RNN stays bounded over 30 steps."""
+    return twin(kind, H_IN, H, dtype=dtype, seed=seed, scale=0.5, **kwargs)
+
+
+def _x(ours, L, N, dtype, seed=0):
+    shape = (N, L, H_IN) if ours.batch_first else (L, N, H_IN)
+    return np.random.default_rng(seed).uniform(-2, 2, shape).astype(dtype)
+
+
+def _hx(kind, ours, N, rng, dtype):
+    lead = ours.num_directions * ours.num_layers
+    return states(kind, rng, (lead, N, ours.output_size), (lead, N, H), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind,kwargs", CONFIGS)
+def test_matches_torch(kind, kwargs, dtype, schedule):
+    ours, theirs = _twin(kind, dtype, 1, **kwargs)
+    assert ours.engine == "numba"
+    rng = np.random.default_rng(2)
+    for L, N, with_hx in ((1, 1, False), (7, 2, True), (30, 3, False)):
+        x = _x(ours, L, N, dtype)
+        hx = _hx(kind, ours, N, rng, dtype) if with_hx else None
+        with torch.no_grad():
+            want = theirs(T(x), None if hx is None else to_torch_state(hx))
+        assert_close(ours(x, hx), want, dtype, f"L={L} N={N}")
+    # unbatched input
+    x = np.random.default_rng(3).uniform(-2, 2, (6, H_IN)).astype(dtype)
+    with torch.no_grad():
+        assert_close(ours(x), theirs(T(x)), dtype, "unbatched")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind,kwargs", CONFIGS)
+def test_lengths_match_packed_sequence(kind, kwargs, dtype, schedule):
+    ours, theirs = _twin(kind, dtype, 4, **kwargs)
+    rng = np.random.default_rng(5)
+    L, lengths = 9, np.array([5, 9, 1, 7])
+    x, hx = _x(ours, L, 4, dtype, 6), _hx(kind, ours, 4, rng, dtype)
+    got = ours(x, hx, lengths=lengths)
+    bf = ours.batch_first
+    with torch.no_grad():
+        packed = pack_padded_sequence(T(x), torch.tensor(lengths), batch_first=bf,
+                                      enforce_sorted=False)
+        out, state = theirs(packed, to_torch_state(hx))
+        out, _ = pad_packed_sequence(out, batch_first=bf, total_length=L)
+    assert_close(got, (out, state), dtype)
+    y = got[0] if bf else got[0].transpose(1, 0, 2)
+    for n, length in enumerate(lengths):
+        assert not y[n, length:].any()  # exactly zero past each sequence's end
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind,kwargs", [c for c in CONFIGS if not c[1].get("bidirectional")])
+def test_stream_and_chunks_equal_whole_sequence_bit_for_bit(kind, kwargs, dtype, schedule,
+                                                            monkeypatch):
+    """A step alone (a stream) takes the path a sequence takes: identical numbers,
+    also when the sequence is projected in several chunks."""
+    monkeypatch.setattr(cells, "CHUNK_ELEMENTS", 64)  # a few steps per chunk
+    ours, theirs = _twin(kind, dtype, 7, **kwargs)
+    x = _x(ours, 40, 2, dtype, 8)
+    whole, whole_state = ours(x)
+    t_axis = 1 if ours.batch_first else 0
+    state, outs = None, []
+    for t in range(40):
+        y, state = ours(np.take(x, [t], axis=t_axis), state)
+        outs.append(y)
+    np.testing.assert_array_equal(np.concatenate(outs, axis=t_axis), whole)
+    for a, b in zip(state if kind == "lstm" else (state,),
+                    whole_state if kind == "lstm" else (whole_state,)):
+        np.testing.assert_array_equal(a, b)
+    with torch.no_grad():
+        assert_close(whole, theirs(T(x))[0], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_cells_match_torch_and_the_layer(kind, dtype, schedule):
+    cell, theirs = twin(kind, H_IN, H, dtype=dtype, seed=9, cell=True)
+    assert cell.engine == "numba"
+    layer = {"lstm": nplstm.LSTM, "gru": nplstm.GRU, "rnn": nplstm.RNN}[kind](
+        H_IN, H, dtype=dtype)
+    layer.load_state_dict({k + "_l0": v for k, v in cell.state_dict().items()})
+    x = np.random.default_rng(10).uniform(-2, 2, (6, 2, H_IN)).astype(dtype)
+    out, _ = layer(x)
+    state, want = None, None
+    for t in range(6):
+        state = cell(x[t], state)
+        with torch.no_grad():
+            want = theirs(T(x[t]), want)
+        assert_close(state, want, dtype, f"step {t}")
+        np.testing.assert_array_equal(state[0] if kind == "lstm" else state, out[t])
+    h1 = cell(x[0, 0])  # unbatched, zero state: a batch of one, as the layer's
+    np.testing.assert_array_equal(h1[0] if kind == "lstm" else h1, layer(x[:1, :1])[0][0, 0])
+    lists = cell(x[1].tolist(), state)  # the general path (a list) also runs compiled
+    with torch.no_grad():
+        assert_close(lists, theirs(T(x[1]), want), dtype, "general path")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind,kwargs", CONFIGS)
+def test_numba_and_numpy_engines_agree(kind, kwargs, dtype, schedule, monkeypatch):
+    ours, _ = _twin(kind, dtype, 11, **kwargs)
+    x = _x(ours, 50, 3, dtype, 12)
+    fast = ours(x, lengths=[50, 20, 3])
+    monkeypatch.setenv("NPLSTM_ENGINE", "numpy")
+    assert ours.engine == "numpy"
+    ref = ours(x, lengths=[50, 20, 3])
+    assert_close(fast, ref, dtype)
+    tr = ours.trace(x, lengths=[50, 20, 3])  # the NumPy path, whatever the engine
+    np.testing.assert_array_equal(tr.output, ref[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind,kwargs", [("lstm", {}), ("gru", {}), ("rnn", {})])
+def test_saturation_and_nan_like_torch(kind, kwargs, dtype, schedule):
+    """Huge pre-activations (exp's clamp at ±88 in float32) saturate exactly as
+    torch does; a NaN input gives NaN where torch gives NaN."""
+    ours, theirs = _twin(kind, dtype, 13, **kwargs)
+    x = np.random.default_rng(14).uniform(-1, 1, (8, 2, H_IN)).astype(dtype)
+    x[:, :, 0] *= 1e4
+    x[3, 1, 1] = 1e30
+    with torch.no_grad():
+        assert_close(ours(x), theirs(T(x)), dtype, "saturated")
+    x[2, 0, 2] = np.nan
+    got = ours(x)[0]
+    with torch.no_grad():
+        want = theirs(T(x))[0].numpy()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+
+
+def test_long_sequences_match_torch():
+    """1000 steps, default-scale weights: float32 stays within 1e-5 of torch."""
+    for kind in ("lstm", "gru", "rnn"):
+        for N in (1, 8):
+            ours, theirs = twin(kind, 7, 16, dtype=np.float32, seed=15, scale=0.25)
+            x = np.random.default_rng(16).uniform(-1, 1, (1000, N, 7)).astype(np.float32)
+            with torch.no_grad():
+                assert_close(ours(x), theirs(T(x)), np.float32, f"{kind} N={N}")
+
+
+def test_engine_switch(monkeypatch):
+    layer = nplstm.GRU(3, 4)
+    for value, engine in (("numpy", "numpy"), ("NumPy", "numpy"), ("numba", "numba"),
+                          ("auto", "numba"), ("", "numba")):
+        monkeypatch.setenv("NPLSTM_ENGINE", value)
+        assert layer.engine == engine
+    monkeypatch.setenv("NPLSTM_ENGINE", "fortran")
+    with pytest.raises(ValueError, match="NPLSTM_ENGINE must be one of auto, numpy, numba.*"
+                                         "'fortran'"):
+        layer(np.zeros((2, 1, 3), np.float32))
+
+
+def test_numba_required_but_absent(monkeypatch):
+    monkeypatch.setattr(_numba, "_available", [False])
+    monkeypatch.setattr(_numba, "_resolved", {})
+    monkeypatch.setenv("NPLSTM_ENGINE", "numba")
+    with pytest.raises(ImportError, match=r"pip install 'nplstm\[fast\]'"):
+        nplstm.LSTM(3, 4)(np.zeros((2, 1, 3), np.float32))
+    monkeypatch.delenv("NPLSTM_ENGINE")
+    layer = nplstm.LSTM(3, 4)
+    assert layer.engine == "numpy"  # auto: falls back, and says so
+    layer(np.zeros((2, 1, 3), np.float32))
+
+
+def test_import_neither_imports_nor_compiles_numba():
+    code = ("import sys, nplstm, numpy as np; assert 'numba' not in sys.modules; "
+            "nplstm.LSTM(3, 4).engine; assert 'nplstm._numba_kernels' not in sys.modules; "
+            "nplstm.LSTM(3, 4)(np.zeros((2, 1, 3), np.float32)); "
+            "assert 'nplstm._numba_kernels' in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_memory_does_not_grow_with_sequence_length(monkeypatch):
+    """Beyond its output, a call needs the same memory for 500 or 4000 steps."""
+    monkeypatch.setattr(cells, "CHUNK_ELEMENTS", 1 << 12)
+    for N in (1, 8):  # both schedules
+        layer = nplstm.LSTM(H_IN, 16, seed=0)
+        extra = []
+        for L in (500, 4000):
+            x = np.zeros((L, N, H_IN), np.float32)
+            layer(x[:2])
+            tracemalloc.start()
+            out, _ = layer(x)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            extra.append(peak - out.nbytes)
+        assert extra[1] <= extra[0] * 1.1 + 4096, extra
+
+
+def test_threads_share_a_layer():
+    layer = nplstm.LSTM(H_IN, H, seed=0)
+    xs = [np.random.default_rng(k).uniform(-1, 1, (20, 2, H_IN)).astype(np.float32)
+          for k in range(4)]
+    want = [layer(x)[0] for x in xs]
+    got = [None] * 4
+
+    def work(k):
+        for _ in range(20):
+            got[k] = layer(xs[k])[0]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cls,kwargs", [
+    (nplstm.LSTM, {"peepholes": True}), (nplstm.LSTM, {"clip": 2.0}),
+    (nplstm.GRU, {"linear_before_reset": False}), (nplstm.RNN, {"activations": ["Relu"]}),
+    (nplstm.LSTMCell, {"input_forget": True})])
+def test_options_fall_back_to_the_general_numpy_step_and_say_so(cls, kwargs, monkeypatch):
+    """Non-default options are not compiled: they run NumPy's general step, say so in
+    ``engine``, and give the same numbers whatever NPLSTM_ENGINE says."""
+    layer = cls(3, 4, seed=0, **kwargs)
+    if "activations" in kwargs:  # Relu given by name is PyTorch's relu RNN: compiled
+        assert layer.engine == "numba"
+        return
+    assert layer.engine == "numpy-general"
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3) if "Cell" in cls.__name__
+                                         else (5, 2, 3)).astype(np.float32)
+    got = layer(x)
+    monkeypatch.setenv("NPLSTM_ENGINE", "numpy")
+    assert layer.engine == "numpy-general"
+    want = layer(x)
+    for a, b in zip(got if isinstance(got, tuple) else (got,),
+                    want if isinstance(want, tuple) else (want,)):
+        np.testing.assert_array_equal(a[0] if isinstance(a, tuple) else a,
+                                      b[0] if isinstance(b, tuple) else b)

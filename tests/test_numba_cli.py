@@ -1,0 +1,44 @@
+"""``nplstm compile``: fills numba's cache for every kernel, or says what is missing."""
+
+import numpy as np
+import pytest
+
+from nplstm import _numba
+from nplstm.cli import main
+
+pytest.importorskip("numba")
+
+
+def test_compile_reports_every_kernel(capsys):
+    assert main(["compile", "--dtype", "float64"]) == 0
+    out = capsys.readouterr().out
+    assert "numba" in out and "cache:" in out
+    for name in ("lstm whole loop (float64)", "lstm-proj elementwise (float64)",
+                 "gru elementwise (float64)", "rnn whole loop (float64)"):
+        assert name in out
+    assert "float32" not in out.split("cache:")[1]
+    K = _numba.kernels()
+    for kernel in (K.lstm_seq, K.gru_seq, K.rnn_seq, K.lstm_cells, K.commit):
+        assert any("float64" in str(sig[0])
+                   for sig in kernel.signatures), kernel
+
+
+def test_compile_without_numba(monkeypatch, capsys):
+    monkeypatch.setattr(_numba, "_available", [False])
+    assert main(["compile"]) == 2
+    assert "pip install 'nplstm[fast]'" in capsys.readouterr().err
+
+
+def test_precompiled_layers_add_no_signature():
+    """A real layer's call uses the signatures precompile made: nothing compiles later."""
+    from nplstm import LSTM
+
+    _numba.precompile(("float32",))
+    K = _numba.kernels()
+    before = len(K.lstm_seq.signatures)
+    layer = LSTM(4, 6, proj_size=3, num_layers=2, bidirectional=True)
+    x = np.zeros((5, 2, 4), np.float32)
+    x.flags.writeable = False
+    layer(x)
+    layer(x, lengths=[5, 2])
+    assert len(K.lstm_seq.signatures) == before
