@@ -13,6 +13,7 @@ from . import gates, grad, losses, optim
 from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
 from .module import IncompatibleKeys, InputError
+from .sequential import Sequential
 from .trace import Trace
 
 __version__ = "0.1.0"
@@ -27,14 +28,18 @@ __all__ = [
     "LSTMCell",
     "Linear",
     "RNNCell",
+    "Sequential",
     "Trace",
     "UnsafeWeightsError",
     "WeightsFormatError",
     "__version__",
+    "from_keras",
+    "from_onnx",
     "gates",
     "grad",
     "load_weights",
     "losses",
+    "onnx",
     "optim",
     "save_weights",
 ]
@@ -52,6 +57,15 @@ def __getattr__(name: str) -> Any:
         from . import io
 
         return getattr(io, name)
+    if name == "from_keras":  # Keras files: h5py only when a file is read
+        from .keras import from_keras
+
+        return from_keras
+    if name in ("from_onnx", "onnx"):  # ONNX: the onnx package is imported only when used
+        import importlib
+
+        module = importlib.import_module(".onnx", __name__)
+        return module if name == "onnx" else module.from_onnx
     raise AttributeError(f"module 'nplstm' has no attribute {name!r}")
 
 
