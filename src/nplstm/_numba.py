@@ -29,6 +29,7 @@ import importlib
 import importlib.util
 import os
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -41,9 +42,9 @@ CHOICES = ("auto", "numpy", "numba")
 #: take their products from BLAS (measured with ``nplstm bench``).
 SMALL_BATCH = 4
 
-_resolved = {}
-_available = []
-_kernels = []
+_resolved: dict[Any, Any] = {}
+_available: list[Any] = []
+_kernels: list[Any] = []
 _NO_LENGTHS = np.zeros(0, np.int64)
 
 

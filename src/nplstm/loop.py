@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numba, cells
-from .module import to_numpy
+from .module import InputError, to_numpy
 
 
 def length_mask(lengths, L, N, unbatched):
@@ -18,7 +18,7 @@ def length_mask(lengths, L, N, unbatched):
     if lengths is None:
         return None
     if unbatched:
-        raise ValueError("lengths= needs batched 3-D input; got unbatched 2-D input")
+        raise InputError("lengths= needs batched 3-D input; got unbatched 2-D input")
     arr = check_lengths(lengths, L, N)
     return (np.arange(L)[:, None] < arr[None, :])[:, :, None]  # (L, N, 1)
 
@@ -29,11 +29,11 @@ def check_lengths(lengths, L, N):
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
     if arr.shape != (N,):
-        raise ValueError(f"lengths must have shape ({N},), one length per sequence in the "
+        raise InputError(f"lengths must have shape ({N},), one length per sequence in the "
                          f"batch, got shape {arr.shape}")
     bad = arr[(arr < 1) | (arr > L)]
     if bad.size:
-        raise ValueError(f"lengths must be between 1 and the sequence length {L}, got "
+        raise InputError(f"lengths must be between 1 and the sequence length {L}, got "
                          f"{bad.tolist()}")
     return arr
 
