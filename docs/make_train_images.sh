@@ -5,8 +5,9 @@ cd "$(dirname "$0")/.."
 out=$(mktemp -d)
 nplstm train forecast --plot --no-progress --out "$out/f"
 nplstm train chars --plot --no-progress --sample 0 --out "$out/c"
+nplstm train memory --plot --no-progress --out "$out/m"
 cp "$out/f/forecast.png" docs/train_forecast.png
-cp "$out/f/gradflow.png" docs/train_gradflow.png
+cp "$out/m/memory.png" docs/train_memory.png
 cp "$out/f/saturation.png" docs/train_saturation_forecast.png
 cp "$out/c/loss.png" docs/train_loss_chars.png
 cp "$out/c/saturation.png" docs/train_saturation_chars.png

@@ -80,7 +80,7 @@ ERRORS = {
     "missing input": (["MISSING", "out.npz"], "missing.npz: no such file"),
     "bad output suffix": (["IN", "out.pt"], "cannot write .pt; OUT must end in .safetensors"),
     "no output suffix": (["IN", "out"], "cannot write a file without a suffix"),
-    "bad input suffix": (["TXT", "out.npz"], "cannot read .txt"),
+    "not weights": (["TXT", "out.npz"], "not a weight file nplstm reads: it starts with b'he"),
     "missing key": (["CKPT", "--list", "--key", "net"], "no key 'net' in the top level"),
     "ambiguous": (["CKPT", "--list"], "several dicts of tensors: 'a', 'b'"),
     "unsafe": (["EVIL", "--list"], "refusing to load global 'os.system'"),

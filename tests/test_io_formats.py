@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import struct
 import zipfile
@@ -255,7 +256,7 @@ def test_npz_version_2_header(tmp_path):
 
 
 @pytest.mark.parametrize("blob, message", [(b"garbage", "bad .npy header"),
-                                           (b"\x93NUMPY\x03\x00", "unsupported .npy version")])
+                                           (b"\x93NUMPY\x04\x00", "unsupported .npy version")])
 def test_npz_bad_npy_header(tmp_path, blob, message):
     with zipfile.ZipFile(tmp_path / "b.npz", "w") as zf:
         zf.writestr("w.npy", blob)
@@ -280,8 +281,10 @@ def test_npz_not_a_zip(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["w.onnx", "w.h5", "weights", "w.txt"])
-def test_unknown_suffix_on_read(tmp_path, name):
-    with pytest.raises(ValueError, match=r"supported: \.pt, \.pth, .*\.safetensors, \.npz"):
+def test_unknown_content_on_read(tmp_path, name):
+    (tmp_path / name).write_bytes(b"\x08\x07hello, not weights")
+    with pytest.raises(nio.WeightsFormatError, match=r"not a weight file nplstm reads: it "
+                       r"starts with b'\\x08\\x07hello, not wei'; expected a torch.save"):
         nio.load_weights(tmp_path / name)
 
 
@@ -298,7 +301,8 @@ def test_bytes_paths(tmp_path, suffix):
     nio.save_weights(SAMPLE, path)
     assert_exact(nio.load_weights(path), SAMPLE)
     assert_exact(nio.load_checkpoint(path), SAMPLE)
-    with pytest.raises(ValueError, match=r"/w\.json: cannot read \.json;"):
+    (tmp_path / "w.json").write_text("{}")
+    with pytest.raises(nio.WeightsFormatError, match=r"/w\.json: not a weight file"):
         nio.load_weights(os.fsencode(tmp_path / "w.json"))
 
 
@@ -457,3 +461,16 @@ def test_key_on_a_flat_file(tmp_path):
     nio.save_weights(A, tmp_path / "w.npz")
     with pytest.raises(nio.WeightsFormatError, match="no key 'model'.*keys 'w'"):
         nio.load_weights(tmp_path / "w.npz", key="model")
+
+
+@pytest.mark.parametrize("head, hint", [
+    (b"\x89HDF\r\n\x1a\n", "an HDF5 file (a Keras .h5 model? use nplstm.from_keras)"),
+    (b"\x93NUMPY\x01\x00", "a single .npy array"),
+    (b"\x1f\x8b\x08\x00", "a gzip file"),
+    (b"\x80\x02}q\x00.", "a pickle without torch's magic number"),
+])
+def test_unknown_content_says_what_it_looks_like(tmp_path, head, hint):
+    (tmp_path / "w.bin").write_bytes(head + bytes(40))
+    with pytest.raises(nio.WeightsFormatError, match=re.escape(hint)) as info:
+        nio.load_weights(tmp_path / "w.bin")
+    assert "not a torch.save zip archive or legacy torch.save file" in str(info.value)

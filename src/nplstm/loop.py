@@ -19,6 +19,12 @@ def length_mask(lengths, L, N, unbatched):
         return None
     if unbatched:
         raise ValueError("lengths= needs batched 3-D input; got unbatched 2-D input")
+    arr = check_lengths(lengths, L, N)
+    return (np.arange(L)[:, None] < arr[None, :])[:, :, None]  # (L, N, 1)
+
+
+def check_lengths(lengths, L, N):
+    """``lengths`` as an ``(N,)`` integer array, each in ``[1, L]``; errors otherwise."""
     arr = to_numpy(lengths, "lengths")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
@@ -29,7 +35,7 @@ def length_mask(lengths, L, N, unbatched):
     if bad.size:
         raise ValueError(f"lengths must be between 1 and the sequence length {L}, got "
                          f"{bad.tolist()}")
-    return (np.arange(L)[:, None] < arr[None, :])[:, :, None]  # (L, N, 1)
+    return arr
 
 
 def _chunks(L, size, reverse):

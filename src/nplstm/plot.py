@@ -267,7 +267,7 @@ def overview(trace, layer=0, direction=0, batch=0, units=None, low=0.05, high=0.
 
 
 # Pictures of learning (nplstm train): defined beside the training code.
-from .plot_train import forecast, grad_flow, loss_curves, saturation_history
+from .plot_train import forecast, grad_flow, loss_curves, memory_contrast, saturation_history
 
-__all__ = ["forecast", "gate_heatmaps", "grad_flow", "loss_curves", "overview",
-           "saturation", "saturation_history", "state_trajectories"]
+__all__ = ["forecast", "gate_heatmaps", "grad_flow", "loss_curves", "memory_contrast",
+           "overview", "saturation", "saturation_history", "state_trajectories"]

@@ -82,20 +82,67 @@ def grad_flow(flows):
     fig = _figure((4.2 * len(flows), 3.8))
     axes = fig.subplots(1, len(flows), sharey=True, squeeze=False)[0]
     for ax, (panel, curves) in zip(axes, flows.items()):
-        if not hasattr(curves, "items"):
-            curves = {panel: curves}
-        for k, (label, norms) in enumerate(curves.items()):
-            norms = np.asarray(norms, dtype=np.float64)
-            back = np.arange(norms.size)[::-1]  # steps before the loss
-            rel = np.where(norms > 0, norms / norms[-1], np.nan)  # 0: underflow, not drawn
-            ax.semilogy(back, rel, color=_SERIES[k % len(_SERIES)], label=label)
-        ax.invert_xaxis()
-        ax.set_title(panel)
-        ax.set_xlabel("steps before the loss")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+        _flow_panel(ax, panel, curves)
     axes[0].set_ylabel("‖dL/dx_t‖ / ‖dL/dx_last‖")
     fig.suptitle("Gradient reaching each earlier time step")
+    return fig
+
+
+def _flow_panel(ax, panel, curves, mark=None):
+    """One model's gradient-flow curves; mark: ``(steps back, label)`` drawn as a line."""
+    if not hasattr(curves, "items"):
+        curves = {panel: curves}
+    for k, (label, norms) in enumerate(curves.items()):
+        norms = np.asarray(norms, dtype=np.float64)
+        back = np.arange(norms.size)[::-1]  # steps before the loss
+        rel = np.where(norms > 0, norms / norms[-1], np.nan)  # 0: underflow, not drawn
+        ax.semilogy(back, rel, color=_SERIES[k % len(_SERIES)], label=label)
+    if mark is not None:
+        ax.axvline(mark[0], color="#666666", lw=1, ls=":", label=mark[1])
+    if not ax.xaxis_inverted():
+        ax.invert_xaxis()
+    ax.set_title(panel)
+    ax.set_xlabel("steps before the loss")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
+def memory_contrast(logs, flows, delay, chance_loss, chance_acc=0.5):
+    """LSTM against a plain RNN on a long-delay memory task, side by side.
+
+    logs: ``{model: {"step", "val_loss", "val_acc"}}`` (validation after each
+    epoch); flows: ``{model: {"at initialisation": (L,), "trained": (L,)}}``
+    from :func:`nplstm.train.grad_per_step`; delay: steps between the input
+    that decides the answer and the loss; chance_loss / chance_acc: what a
+    guess scores (e.g. ln 2 and 1/2 for two classes). Top: validation loss
+    (log scale) and accuracy; bottom: gradient reaching each earlier step.
+    """
+    fig = _figure((10.0, 7.6))
+    top, bottom = fig.subfigures(2, 1)
+    ax_loss, ax_acc = top.subplots(1, 2)
+    for k, (label, log) in enumerate(logs.items()):
+        c = _SERIES[k % len(_SERIES)]
+        ax_loss.semilogy(log["step"], log["val_loss"], "-o", ms=3, color=c, label=label)
+        ax_acc.plot(log["step"], log["val_acc"], "-o", ms=3, color=c, label=label)
+    ax_loss.axhline(chance_loss, color="#666666", lw=1, ls=":",
+                    label=f"chance (guess): {chance_loss:.3f}")
+    ax_acc.axhline(chance_acc, color="#666666", lw=1, ls=":",
+                   label=f"chance (guess): {chance_acc:.0%}")
+    ax_loss.set_ylabel("validation cross-entropy (nats)")
+    ax_loss.set_title("Loss (log scale)")
+    ax_acc.set_ylabel("validation accuracy")
+    ax_acc.set_ylim(0, 1.05)
+    ax_acc.set_title("Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    top.suptitle(f"Remember the first input for {delay} steps of noise")
+    axes = bottom.subplots(1, len(flows), sharey=True, squeeze=False)[0]
+    for ax, (panel, curves) in zip(axes, flows.items()):
+        _flow_panel(ax, f"{panel}: gradient reaching each step", curves,
+                    mark=(delay, "the input to remember"))
+    axes[0].set_ylabel("‖dL/dx_t‖ / ‖dL/dx_last‖")
     return fig
 
 

@@ -62,9 +62,24 @@ class Model:
 
     @classmethod
     def build(cls, kind, input_size, hidden_size, output_size, num_layers=1, seed=0,
-              dtype=np.float32):
+              dtype=np.float32, forget_bias=0.0):
+        """PyTorch's initialisation, U(−1/√H, 1/√H), drawn from ``seed``.
+
+        forget_bias: added to every LSTM layer's ``bias_ih`` forget slice (rows
+        H:2H, gate order i, f, g, o), so σ(f) starts near σ(forget_bias): +1 is
+        Gers, Schmidhuber & Cummins (2000) and Jozefowicz, Zaremba & Sutskever
+        (2015)'s advice for remembering across long delays. LSTM only.
+        """
+        if forget_bias and kind != "lstm":
+            raise ValueError(f"forget_bias is for an LSTM, got kind {kind!r}")
         rng = np.random.default_rng(seed)
         rnn = LAYERS[kind](input_size, hidden_size, num_layers, dtype=dtype, seed=rng)
+        if forget_bias:
+            sd = rnn.state_dict()
+            for k in sd:
+                if k.startswith("bias_ih"):
+                    sd[k][hidden_size:2 * hidden_size] += forget_bias  # (H,) forget rows
+            rnn.load_state_dict(sd)
         return cls(rnn, Linear(hidden_size, output_size, dtype=dtype, seed=rng))
 
     @property
@@ -92,19 +107,24 @@ class Model:
         return out, g_rnn
 
 
-def train_step(model, opt, x, target, loss="mse", clip=1.0):
+def train_step(model, opt, x, target, loss="mse", clip=1.0, last=False):
     """Forward, loss, backward, clip, step. Returns ``(loss, grad norm, trace)``.
 
     loss ``"mse"`` (target like the output) or ``"ce"`` (target ``(L, N)`` ints).
+    last: the loss reads only the last step's output (target ``(1, N, out)`` or
+    ``(1, N)``); the other steps get zero gradient from the head.
     """
     y, trace = model.forward(x)
+    read = y[-1:] if last else y  # (1 or L, N, out)
     if loss == "mse":
-        value, dy = mse_loss(y, target)
+        value, d_read = mse_loss(read, target)
     else:
         V = y.shape[-1]
-        value, dy = cross_entropy(y.reshape(-1, V), target.reshape(-1))
-        dy = dy.reshape(y.shape)  # (L, N, V)
-    grads, _ = model.grads(trace, dy.astype(y.dtype))
+        value, d_read = cross_entropy(read.reshape(-1, V), target.reshape(-1))
+        d_read = d_read.reshape(read.shape)  # (1 or L, N, V)
+    dy = np.zeros_like(y)
+    dy[-d_read.shape[0]:] = d_read  # (L, N, out)
+    grads, _ = model.grads(trace, dy)
     norm = clip_grad_norm_(grads, clip) if clip else float("nan")
     opt.step(grads)
     return value, norm, trace
@@ -124,6 +144,25 @@ def grad_per_step(model, x):
     # float64: squaring a float32 gradient of 1e-23 underflows to 0 (norm 0), though
     # the gradient itself is not 0.
     return np.linalg.norm(g.input.astype(np.float64), axis=-1).mean(axis=1)  # (L,)
+
+
+def two_sequence(rng, delay, batch, noise_var=0.2, dtype=np.float32):
+    """A batch of Bengio et al.'s two-sequence problem: a class read across ``delay`` steps.
+
+    Bengio, Simard & Frasconi (1994), "Learning long-term dependencies with
+    gradient descent is difficult", as Hochreiter & Schmidhuber (1997), "Long
+    short-term memory", section 5.3 (experiment 3a) run it: one input line;
+    the first element is the class (+1 or −1, probability 1/2 each), the next
+    ``delay`` elements are Gaussian noise of mean 0 and variance ``noise_var``
+    carrying no information. The class must be told at the last step.
+
+    Returns ``x (delay + 1, batch, 1)`` and the classes ``(batch,)`` int64 in
+    {0, 1} (0: −1, 1: +1). Chance: accuracy 1/2, cross-entropy ln 2.
+    """
+    cls = rng.integers(0, 2, size=batch)  # (N,)
+    x = rng.normal(0.0, np.sqrt(noise_var), size=(delay + 1, batch, 1))  # (L, N, 1)
+    x[0, :, 0] = 2.0 * cls - 1.0
+    return x.astype(dtype), cls
 
 
 def sample_chars(model, vocab, seed_text, length, temperature=1.0, rng=None):

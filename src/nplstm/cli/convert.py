@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from . import CLIError
 
@@ -14,11 +15,13 @@ examples:
   nplstm convert ckpt.pt model.npz --key model   take checkpoint["model"]
   nplstm convert ckpt.pt --list --key ema/model  a nested dict: checkpoint["ema"]["model"]
 
-reads .pt/.pth/.bin/.ckpt (torch.save, PyTorch >= 1.6), .safetensors, .npz;
+reads torch.save files (zip format and the legacy pre-1.6 one), safetensors and .npz,
+recognised by content whatever the name (.pt, .pth, .pth.tar, .bin, .ckpt, ...);
 writes .safetensors, .npz. A checkpoint's state_dict is found by itself when it holds
 one dict of tensors, or one under 'state_dict', 'model_state_dict' or 'model'; else
---key names it. Pickled code is never run: a .pt file naming anything beyond tensors
-and plain containers is refused. bfloat16 is widened to float32.
+--key names it. Pickled code is never run: torch pickles are read by nplstm's own
+bounded interpreter, and a file naming anything beyond tensors and plain values is
+refused. bfloat16 is widened to float32.
 
 then, in Python:
   lstm.load_state_dict(nplstm.load_weights("model.safetensors"), prefix="lstm.")
@@ -47,7 +50,23 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    """List and/or convert ``args.input``; return the exit status."""
+    """List and/or convert ``args.input``; return the exit status.
+
+    SIGTERM acts as Ctrl-C: the output is left as it was, no temporary file remains,
+    and the exit status is 130.
+    """
+    from .._atomic import sigterm_as_interrupt
+
+    with sigterm_as_interrupt():
+        try:
+            return _run(args)
+        except KeyboardInterrupt:
+            print("nplstm convert: interrupted"
+                  + (f"; {args.output} left as it was" if args.output else ""), file=sys.stderr)
+            return 130
+
+
+def _run(args) -> int:
     from .. import io as weights_io
 
     if args.output is None and not args.list:
@@ -74,7 +93,9 @@ def _print_source(path: str, where, obj) -> None:
     """Say which entry of a checkpoint the tensors came from."""
     if where is None:
         return
-    others = [repr(k) for k in obj if k != where.split("/")[0]]
+    from ..io.pickle_vm import quote
+
+    others = [quote(k) for k in list(obj)[:20] if k != where.split("/")[0]]
     print(f"{path}: state_dict at [{where!r}]"
           + (f"; also in the file: {', '.join(others)}" if others else ""))
 

@@ -3,7 +3,9 @@
 forecast: one-step-ahead forecast of the weekly Mauna Loa CO2 record (bundled,
 public domain) against the naive last-value forecast. chars: a character-level
 LSTM language model on a text (default: a bundled Shakespeare excerpt).
-Both write weights that torch.nn.LSTM + nn.Linear load (safetensors, keys
+memory: an LSTM and a plain tanh RNN on a long-delay memory task (Bengio et
+al. 1994's two-sequence problem, as in Hochreiter & Schmidhuber 1997, 5.3).
+All write weights that torch.nn.LSTM + nn.Linear load (safetensors, keys
 rnn.* and fc.*), a loss log (CSV) and, with --plot, pictures of learning.
 """
 
@@ -25,6 +27,8 @@ examples:
   nplstm train forecast --epochs 3 --cell gru --out /tmp/f
   nplstm train chars --plot                        # bundled Shakespeare excerpt
   nplstm train chars mybook.txt --epochs 20 --hidden 256
+  nplstm train memory --plot                       # LSTM vs RNN, pictures in ./train-memory
+  nplstm train memory --delay 20 --forget-bias 0   # shorter delay, PyTorch's init
 """
 
 
@@ -45,7 +49,23 @@ def register(sub):
                    help="characters sampled after each epoch (default: 200; 0: none)")
     c.add_argument("--temperature", type=float, default=0.8,
                    help="sampling temperature: logits / T (default 0.8)")
-    for q, task in ((f, "forecast"), (c, "chars")):
+    m = tasks.add_parser(
+        "memory", help="LSTM vs plain RNN: remember the first input across a delay",
+        description="Bengio, Simard & Frasconi (1994)'s two-sequence problem, as "
+        "Hochreiter & Schmidhuber (1997, section 5.3, experiment 3a) ran it: the first "
+        "input is the class (+1 or -1), then DELAY inputs of Gaussian noise (variance "
+        "0.2); the class is read at the last step (cross-entropy over 2 logits; chance: "
+        "50%, ln 2). An LSTM and a tanh RNN of the same size train on the same batches "
+        "with the same Adam for the same steps. Saves the LSTM.")
+    _common(m, task="memory", epochs=6, steps=100, hidden=16, lr=0.01, window=None, batch=32,
+            clip=1.0, cell=False, plots="memory.png (loss, accuracy and the gradient "
+            "reaching each step, LSTM beside RNN)")
+    m.add_argument("--delay", type=int, default=100,
+                   help="noise steps between the class and the loss (default 100)")
+    m.add_argument("--forget-bias", type=float, default=3.0,
+                   help="added to the LSTM's forget-gate bias at initialisation, so its "
+                   "cell starts remembering (default 3.0; 0: PyTorch's initialisation)")
+    for q, task in ((f, "forecast"), (c, "chars"), (m, "memory")):
         q.set_defaults(func=run, task=task)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -56,11 +76,13 @@ def _common(p, **d):
                    help=f"optimizer steps per epoch (default {d['steps']})")
     p.add_argument("--hidden", type=int, default=d["hidden"],
                    help=f"hidden_size (default {d['hidden']})")
-    p.add_argument("--layers", type=int, default=1, help="num_layers (default 1)")
-    p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
+    if d.get("cell", True):
+        p.add_argument("--layers", type=int, default=1, help="num_layers (default 1)")
+        p.add_argument("--cell", choices=("lstm", "gru", "rnn"), default="lstm")
     p.add_argument("--lr", type=float, default=d["lr"], help=f"Adam's lr (default {d['lr']})")
-    p.add_argument("--window", type=int, default=d["window"],
-                   help=f"steps per training sequence (default {d['window']})")
+    if d["window"] is not None:
+        p.add_argument("--window", type=int, default=d["window"],
+                       help=f"steps per training sequence (default {d['window']})")
     p.add_argument("--batch", type=int, default=d["batch"], help=f"(default {d['batch']})")
     p.add_argument("--clip", type=float, default=d["clip"],
                    help=f"clip_grad_norm_ max_norm (default {d['clip']}; 0: off)")
@@ -77,13 +99,15 @@ def _common(p, **d):
 
 
 def _check(args):
-    for name in ("epochs", "steps", "hidden", "layers", "window", "batch", "threads"):
-        if getattr(args, name) < 1:
+    for name in ("epochs", "steps", "hidden", "layers", "window", "batch", "threads", "delay"):
+        if getattr(args, name, 1) < 1:
             raise CLIError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not 0 < args.lr < math.inf:
         raise CLIError(f"--lr must be a finite number > 0, got {args.lr}")
     if not args.clip >= 0:  # inf: no clipping, as torch's clip_grad_norm_
         raise CLIError(f"--clip must be >= 0, got {args.clip}")
+    if not math.isfinite(getattr(args, "forget_bias", 0.0)):
+        raise CLIError(f"--forget-bias must be a finite number, got {args.forget_bias}")
     if getattr(args, "sample", 0) < 0:
         raise CLIError(f"--sample must be >= 0, got {args.sample}")
     if not 0 < getattr(args, "temperature", 1.0) < math.inf:

@@ -12,8 +12,10 @@ from .. import train as T
 from . import CLIError
 
 
-def _epochs(args, model, batch_fn, loss, Progress, evaluate, label):
+def _epochs(args, model, batch_fn, loss, Progress, evaluate, label, last=False):
     """The shared loop: epochs of ``args.steps`` Adam steps, evaluate after each.
+
+    last: the loss reads only the last step (see :func:`nplstm.train.train_step`).
 
     Returns ``(log, saturation history, steps per second)``; log columns: step,
     train loss (mean over the epoch), validation loss.
@@ -27,7 +29,7 @@ def _epochs(args, model, batch_fn, loss, Progress, evaluate, label):
         losses = []
         for _ in range(args.steps):
             x, y = batch_fn(rng)
-            value, _, _ = T.train_step(model, opt, x, y, loss, args.clip)
+            value, _, _ = T.train_step(model, opt, x, y, loss, args.clip, last)
             losses.append(value)
             bar.update(value)
         rates.append(bar.close())
@@ -177,3 +179,70 @@ def chars(args, out, Progress, report):
                                               ylabel="cross-entropy (nats/char)"),
                  "saturation.png": plot.saturation_history(log["step"], sat)}
     return report(out, model, meta, log, plots)
+
+
+# -------------------------------------------------------------------- memory --
+
+
+def _memory_run(kind, args, batch_fn, val_x, val_c, Progress):
+    """Train one model; returns it, its log (with val_acc) and its gradient flows."""
+    from ..losses import cross_entropy
+
+    fb = args.forget_bias if kind == "lstm" else 0.0
+    model = T.Model.build(kind, 1, args.hidden, 2, seed=args.seed, forget_bias=fb)
+    flow_x = val_x[:, :16]  # (delay + 1, 16, 1)
+    flow = {"at initialisation": T.grad_per_step(model, flow_x)}
+    accs = []
+
+    def evaluate():
+        y, trace = model.forward(val_x)
+        accs.append(float(np.mean(y[-1].argmax(-1) == val_c)))
+        return cross_entropy(y[-1], val_c)[0], trace
+
+    log, _, _ = _epochs(args, model, batch_fn, "ce", Progress, evaluate, kind, last=True)
+    log["val_acc"] = accs
+    flow["trained"] = T.grad_per_step(model, flow_x)
+    return model, log, flow
+
+
+def memory(args, out, Progress, report):
+    """An LSTM and a plain tanh RNN, trained alike on the two-sequence problem.
+
+    The class (the first input, ±1) must be read out after ``args.delay``
+    steps of noise (Bengio et al. 1994; Hochreiter & Schmidhuber 1997, 5.3):
+    same hidden size, same batches, same Adam, same number of steps.
+    """
+    val_x, val_c = T.two_sequence(np.random.default_rng(args.seed + 1), args.delay, 512)
+
+    def batch_fn(rng):
+        x, c = T.two_sequence(rng, args.delay, args.batch)
+        return x, c[None]  # (L, N, 1), (1, N) classes read at the last step
+
+    logs, flows, result = {}, {}, {}
+    for kind in ("lstm", "rnn"):
+        t0 = time.perf_counter()
+        model, log, flow = _memory_run(kind, args, batch_fn, val_x, val_c, Progress)
+        seconds = time.perf_counter() - t0
+        logs[kind.upper()], flows[kind.upper()], result[kind] = log, flow, (model, seconds)
+        r0, r1 = (flow[k][0] / flow[k][-1] for k in flow)
+        print(f"{kind.upper():>4}: validation accuracy {log['val_acc'][-1]:.1%}, loss "
+              f"{log['val_loss'][-1]:.4f} (chance 50%, ln 2 = {math.log(2):.4f}); gradient "
+              f"reaching the class input {args.delay} steps back, relative to the last "
+              f"step: {r0:.1e} at initialisation, {r1:.1e} trained; {seconds:.1f} s",
+              flush=True)
+    meta = {"task": "memory", "cell": "lstm", "input_size": 1, "hidden_size": args.hidden,
+            "num_layers": 1, "delay": args.delay, "forget_bias": args.forget_bias,
+            "chance_loss": math.log(2), "chance_acc": 0.5,
+            **{f"{k}_{m}": v for k in result for m, v in (
+                ("val_acc", logs[k.upper()]["val_acc"][-1]),
+                ("val_loss", logs[k.upper()]["val_loss"][-1]),
+                ("seconds", result[k][1]))}}
+    table = {"step": logs["LSTM"]["step"],
+             **{f"{k.lower()}_{c}": logs[k][c] for k in logs
+                for c in ("train_loss", "val_loss", "val_acc")}}
+    plots = {}
+    if args.plot:
+        from .. import plot
+
+        plots = {"memory.png": plot.memory_contrast(logs, flows, args.delay, math.log(2))}
+    return report(out, result["lstm"][0], meta, table, plots)

@@ -5,8 +5,10 @@
 >>> lstm.load_state_dict(sd, prefix="lstm.")              # doctest: +SKIP
 >>> nplstm.save_weights(lstm.state_dict(), "lstm.safetensors")  # doctest: +SKIP
 
-Nothing here imports torch, and no file can run code: ``.pt`` pickles go through an
-allowlist (:mod:`nplstm.io.torch_pickle`), ``.npz`` object arrays are refused.
+Nothing here imports torch, and no file can run code: ``.pt`` pickles run in
+nplstm's own bounded interpreter (:mod:`nplstm.io.pickle_vm`), which builds plain data
+and calls nothing outside an allowlist (:mod:`nplstm.io.torch_pickle`); ``.npz`` object
+arrays are refused. Files are recognised by their content (:mod:`nplstm.io.detect`).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._atomic import atomic_write
-from . import npz, safetensors, torch_pt
+from . import npz, safetensors, torch_legacy, torch_pt
 from ._common import SAVABLE_DTYPES, UnsafeWeightsError, WeightsFormatError
 from .checkpoint import find_state_dict
+from .detect import TORCH_SUFFIXES, detect
 
 __all__ = [
     "READ_SUFFIXES",
@@ -32,9 +35,14 @@ __all__ = [
     "save_weights",
 ]
 
-# .bin: Hugging Face's pytorch_model.bin; .ckpt: Lightning checkpoints (both torch.save).
-_TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-READ_SUFFIXES = _TORCH_SUFFIXES + (".safetensors", ".npz")
+# The usual names; any name works, as files are recognised by their content.
+READ_SUFFIXES = TORCH_SUFFIXES + (".safetensors", ".npz")
+_READERS = {
+    "torch-zip": torch_pt.read_pt,
+    "torch-legacy": torch_legacy.read_legacy,
+    "safetensors": safetensors.read_safetensors,
+    "npz": npz.read_npz,
+}
 WRITE_SUFFIXES = (".safetensors", ".npz")
 
 
@@ -42,8 +50,9 @@ def load_weights(path, key: str | None = None) -> dict[str, np.ndarray]:
     """Read a state_dict from ``path`` without torch: ``{"weight_ih_l0": array, ...}``.
 
     Args:
-        path: a ``torch.save`` file (``.pt``, ``.pth``, ``.bin``, ``.ckpt``; the zip
-            format of PyTorch >= 1.6), a ``.safetensors`` or an ``.npz`` file.
+        path: a ``torch.save`` file (zip format of PyTorch >= 1.6, or the legacy
+            format before it), a safetensors or an ``.npz`` file, recognised by its
+            content whatever its name (``model_best.pth.tar``, ``checkpoint``).
         key: for a checkpoint holding a state_dict among other things (``{"epoch": 3,
             "model": state_dict, "optimizer": ...}``), the ``/``-separated path to it,
             e.g. ``"model"``. ``None`` finds it: the file itself if it is a dict of
@@ -55,8 +64,9 @@ def load_weights(path, key: str | None = None) -> dict[str, np.ndarray]:
         are kept, except bfloat16, which NumPy lacks: it is widened to float32 (exact).
 
     Raises:
-        ValueError: an unsupported suffix (the message lists the supported ones).
-        WeightsFormatError: a malformed, truncated or legacy file, a tensor of a dtype
+        WeightsFormatError: not a weight file (the message says what its first bytes
+            look like), a malformed or truncated one, one beyond the reader's bounds
+            (nesting, sizes, copies: :mod:`nplstm.io.pickle_vm`), a tensor of a dtype
             NumPy lacks (float8, quantized, ...: the message names its key), or no
             state_dict in it (the message lists the top-level keys); a ValueError
             subclass.
@@ -71,17 +81,17 @@ def load_weights(path, key: str | None = None) -> dict[str, np.ndarray]:
 def load_checkpoint(path):
     """Everything a weight file holds, tensors as arrays (e.g. a whole checkpoint dict).
 
-    For ``.safetensors`` and ``.npz`` this is the dict of arrays; for ``torch.save``
-    files it is the saved object (dicts, lists, numbers, strings and arrays). Pass it to
-    :func:`find_state_dict` to locate the state_dict and learn where it was.
+    For safetensors and ``.npz`` this is the dict of arrays; for ``torch.save`` files it
+    is the saved object as plain Python values: dict (also for ``OrderedDict``), list,
+    tuple (also for ``torch.Size``), set, frozenset, str, bytes (also for
+    ``bytearray``), int, float, complex, bool, None, arrays for tensors, and names for
+    torch devices, dtypes and layouts (``'cuda:0'``, ``'torch.float16'``,
+    ``'torch.strided'``). Pass it to :func:`find_state_dict` to locate the state_dict.
+
+    Raises: as :func:`load_weights`, except for the state_dict search.
     """
     path = _path(path)
-    suffix = _suffix(path, READ_SUFFIXES, "read")
-    if suffix in _TORCH_SUFFIXES:
-        return torch_pt.read_pt(path)
-    if suffix == ".safetensors":
-        return safetensors.read_safetensors(path)
-    return npz.read_npz(path)
+    return _READERS[detect(path)](path)
 
 
 def save_weights(state_dict: Mapping, path) -> None:
@@ -94,9 +104,10 @@ def save_weights(state_dict: Mapping, path) -> None:
             widened to float32, as NumPy has no bfloat16.
         path: ends in ``.safetensors`` or ``.npz`` (uncompressed).
 
-    The file is written beside ``path`` under a temporary name, fsynced and renamed
-    over ``path``: if anything fails, an existing ``path`` is left as it was and no
-    temporary file remains.
+    The file is written to an unnamed temporary file beside ``path`` (a named one
+    where the OS lacks ``O_TMPFILE``), fsynced and renamed over ``path``: if anything
+    fails or the process is interrupted (SIGTERM acts as Ctrl-C), an existing ``path``
+    is left as it was and no temporary file remains (see :mod:`nplstm._atomic`).
 
     Raises:
         TypeError: ``state_dict`` is not a mapping, a key is not a string, or a value
@@ -122,7 +133,7 @@ def _suffix(path: str, allowed: tuple[str, ...], verb: str) -> str:
     """The lower-cased suffix of ``path``, which must be one of ``allowed``."""
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in allowed:
-        hint = " (write .pt files with torch.save)" if suffix in _TORCH_SUFFIXES else ""
+        hint = " (write .pt files with torch.save)" if suffix in TORCH_SUFFIXES else ""
         raise ValueError(
             f"{path}: cannot {verb} {suffix or 'files without a suffix'}{hint}; "
             f"supported: {', '.join(allowed)}"

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._common import WeightsFormatError
+from ._common import WeightsFormatError, quote
 
 # When a checkpoint holds several dicts of tensors, these paths win, in this order.
 PREFERRED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network")
@@ -54,7 +54,7 @@ def find_state_dict(obj, key: str | None = None, source: str = "weights"):
             return preferred, dict(found[preferred])
     if found:
         raise WeightsFormatError(
-            f"{source}: several dicts of tensors: {', '.join(map(repr, found))}; "
+            f"{source}: several dicts of tensors: {', '.join(map(quote, found))}; "
             "pick one with key=... (nplstm convert --key)"
         )
     raise WeightsFormatError(f"{source}: no dict of tensors found; {describe(obj)}")
@@ -63,7 +63,7 @@ def find_state_dict(obj, key: str | None = None, source: str = "weights"):
 def describe(obj, what: str = "the top level") -> str:
     """One line saying what ``obj`` is, listing a dict's keys."""
     if isinstance(obj, Mapping):
-        keys = ", ".join(repr(k) for k in list(obj)[:20])
+        keys = ", ".join(quote(k) for k in list(obj)[:20])
         more = f" (and {len(obj) - 20} more)" if len(obj) > 20 else ""
         return f"{what} is a dict with keys {keys or 'none'}{more}"
     if isinstance(obj, np.ndarray):
@@ -150,6 +150,6 @@ def _non_tensor_entries(node) -> str:
     """The first few keys of a mapping whose values are not arrays, as text."""
     if not isinstance(node, Mapping):
         return ""
-    bad = [f"{k!r} ({type(v).__name__})" for k, v in node.items()
+    bad = [f"{quote(k)} ({type(v).__name__})" for k, v in node.items()
            if not (isinstance(k, str) and isinstance(v, np.ndarray))]
     return ", ".join(bad[:5])

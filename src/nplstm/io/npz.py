@@ -8,7 +8,9 @@ and object arrays are refused -- pickles never load.
 
 from __future__ import annotations
 
-import io
+import os
+import re
+import struct
 import zipfile
 
 import numpy as np
@@ -17,18 +19,28 @@ from ._common import (
     WeightsFormatError,
     check_shape,
     check_zip_archive,
-    damaged_zip_errors,
     native,
     numel,
+    open_zip,
     read_zip_entry,
 )
+from .pickle_vm import quote
+
+# A .npy header is a Python dict literal (numpy/lib/format.py, NEP 1):
+#   {'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }
+# parsed here with a strict grammar instead of ast.literal_eval, so no header can
+# raise anything but WeightsFormatError (or warn, as NumPy does for '(4L,)').
+_ITEM = re.compile(r"\s*'(descr|fortran_order|shape)'\s*:\s*"
+                   r"('[^'\\]{0,16}'|True|False|\(\s*(?:\d{1,19}\s*,\s*)*(?:\d{1,19}\s*)?\))\s*")
+_DESCR = re.compile(r"[<>|=]?(?:b1|[iu][1248]|f[248]|c(?:8|16))")
+_MAX_HEADER = 65536
 
 
 def read_npz(path) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz`` file (``np.savez`` or ``np.savez_compressed``)."""
-    with open(path, "rb") as f, damaged_zip_errors(path, "cannot read the .npz (zip) archive"), \
-            zipfile.ZipFile(f) as zf:
-        check_zip_archive(zf, path)
+    size = os.path.getsize(path)
+    with open_zip(path, "cannot read the .npz (zip) archive") as zf:
+        check_zip_archive(zf, path, size)
         return {_key(info, path): _read_entry(zf, info, path) for info in zf.infolist()
                 if not info.filename.endswith("/")}
 
@@ -36,15 +48,15 @@ def read_npz(path) -> dict[str, np.ndarray]:
 def _key(info: zipfile.ZipInfo, path) -> str:
     """``'lstm.weight_ih_l0.npy'`` -> ``'lstm.weight_ih_l0'``."""
     if not info.filename.endswith(".npy"):
-        raise WeightsFormatError(f"{path}: entry {info.filename!r} is not a .npy array")
+        raise WeightsFormatError(f"{path}: entry {quote(info.filename)} is not a .npy array")
     return info.filename[: -len(".npy")]
 
 
 def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray:
     """Parse one ``.npy`` entry's header, check it, then read its data."""
-    what = f"{path}: array {_key(info, path)!r}"
+    what = f"{path}: array {quote(_key(info, path))}"
     data = read_zip_entry(zf, info, path)
-    shape, fortran, dtype, offset = _parse_header(data, what)
+    shape, fortran, dtype, offset = parse_npy_header(data, what)
     nbytes = numel(shape) * dtype.itemsize
     if len(data) - offset != nbytes:
         raise WeightsFormatError(f"{what}: header says shape {shape} of {dtype} "
@@ -57,23 +69,62 @@ def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray:
     return native(np.array(array, order="C"))  # a writable, C-ordered copy
 
 
-def _parse_header(data: bytes, what: str):
-    """``(shape, fortran_order, dtype, data_offset)`` of one ``.npy`` blob."""
-    fp = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-        else:
-            raise ValueError(f"unsupported .npy version {version}")
-    except ValueError as exc:
-        raise WeightsFormatError(f"{what}: bad .npy header: {exc}") from exc
-    if dtype.hasobject or dtype.kind not in "biufc":
-        raise WeightsFormatError(f"{what}: dtype {dtype} is not numeric; object arrays "
-                                 "are refused (they would need pickle)")
-    return check_shape(shape, what), bool(fortran), dtype, fp.tell()
+def parse_npy_header(data: bytes, what: str):
+    """``(shape, fortran_order, dtype, data_offset)`` of one ``.npy`` blob.
+
+    Format (numpy.lib.format): ``\\x93NUMPY``, major and minor version bytes, the
+    header length (uint16 LE for 1.0, uint32 LE for 2.0/3.0), the header (latin-1 for
+    1.0/2.0, UTF-8 for 3.0) padded with spaces and ending in a newline.
+    """
+    if data[:6] != b"\x93NUMPY" or len(data) < 8:
+        raise WeightsFormatError(f"{what}: bad .npy header: not a .npy array (starts with "
+                                 f"{quote(data[:8])})")
+    major = data[6]
+    if major not in (1, 2, 3):
+        raise WeightsFormatError(f"{what}: unsupported .npy version {major}.{data[7]}")
+    fmt, start = ("<H", 10) if major == 1 else ("<I", 12)
+    if len(data) < start:  # pragma: no branch
+        raise WeightsFormatError(f"{what}: .npy header truncated")
+    (length,) = struct.unpack_from(fmt, data, start - struct.calcsize(fmt))
+    if length > _MAX_HEADER or start + length > len(data):
+        raise WeightsFormatError(f"{what}: .npy header of {length} bytes does not fit")
+    text = data[start:start + length].decode("latin-1" if major < 3 else "utf-8", "replace")
+    fields = _header_fields(text.rstrip(" \n"), what)
+    return _header_values(fields, what) + (start + length,)
+
+
+def _header_fields(text: str, what: str) -> dict[str, str]:
+    """``{'descr': "'<f4'", ...}`` from the dict literal, or WeightsFormatError."""
+    if not (text.startswith("{") and text.endswith("}")):
+        raise WeightsFormatError(f"{what}: bad .npy header {quote(text)}")
+    body, fields, pos = text[1:-1], {}, 0
+    while pos < len(body) and body[pos:].strip():
+        match = _ITEM.match(body, pos)
+        if match is None or match.group(1) in fields:
+            raise WeightsFormatError(f"{what}: bad .npy header {quote(text)}")
+        fields[match.group(1)] = match.group(2)
+        pos = match.end()
+        if pos < len(body) and body[pos] == ",":
+            pos += 1
+        elif body[pos:].strip():
+            raise WeightsFormatError(f"{what}: bad .npy header {quote(text)}")
+    if set(fields) != {"descr", "fortran_order", "shape"}:
+        raise WeightsFormatError(f"{what}: .npy header needs descr, fortran_order and "
+                                 f"shape, got {quote(text)}")
+    return fields
+
+
+def _header_values(fields: dict[str, str], what: str):
+    """``(shape, fortran, dtype)`` from the header's three fields."""
+    descr = fields["descr"][1:-1] if fields["descr"].startswith("'") else None
+    if descr is None or not _DESCR.fullmatch(descr):
+        raise WeightsFormatError(f"{what}: dtype {quote(fields['descr'])} is not numeric; "
+                                 "nplstm reads bool, int, uint, float and complex arrays; "
+                                 "object arrays are refused (they would need pickle)")
+    if fields["fortran_order"] not in ("True", "False"):
+        raise WeightsFormatError(f"{what}: fortran_order must be True or False")
+    shape = tuple(int(n) for n in fields["shape"][1:-1].replace(",", " ").split())
+    return check_shape(shape, what), fields["fortran_order"] == "True", np.dtype(descr)
 
 
 def write_npz(f, arrays: dict[str, np.ndarray]) -> None:

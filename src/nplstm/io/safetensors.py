@@ -27,6 +27,7 @@ import struct
 import numpy as np
 
 from ._common import WeightsFormatError, bf16_to_float32, check_shape, is_int, numel
+from .pickle_vm import quote
 
 # The reference implementation refuses headers above 100 MB too.
 MAX_HEADER_BYTES = 100_000_000
@@ -65,14 +66,21 @@ def _read_header(f, size: int, path) -> tuple[dict, int]:
             f"{path}: header length {length} exceeds the file ({size} bytes) or the "
             f"{MAX_HEADER_BYTES}-byte limit; not a safetensors file, or truncated"
         )
+    raw = f.read(length)
+    if len(raw) != length:
+        raise WeightsFormatError(f"{path}: the file ends inside the header")
     try:
-        header = json.loads(f.read(length).decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise WeightsFormatError(f"{path}: header is not valid JSON: {exc}") from exc
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # json guards depth
+        raise WeightsFormatError(f"{path}: header is not valid JSON: "
+                                 f"{quote(str(exc), 200)}") from None
     if not isinstance(header, dict):
         raise WeightsFormatError(f"{path}: header must be a JSON object, got "
                                  f"{type(header).__name__}")
-    header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (isinstance(metadata, dict) and all(
+            isinstance(v, str) for v in metadata.values())):
+        raise WeightsFormatError(f"{path}: __metadata__ must map strings to strings")
     return header, 8 + length
 
 
@@ -81,7 +89,7 @@ def _no_duplicates(pairs):
     obj = {}
     for k, v in pairs:
         if k in obj:
-            raise ValueError(f"duplicate key {k!r}")
+            raise ValueError(f"duplicate key {quote(k)}")
         obj[k] = v
     return obj
 
@@ -97,9 +105,9 @@ def _check_entries(header: dict, data_size: int, path) -> dict:
     for begin, end, name in sorted((e[2], e[3], name) for name, e in entries.items()):
         if begin != position:
             problem = "overlap" if begin < position else "leave a gap"
-            after = f"tensor {previous!r}, which ends at" if previous else "the data start,"
+            after = f"tensor {quote(previous)}, which ends at" if previous else "the data start,"
             raise WeightsFormatError(
-                f"{path}: tensor {name!r} starts at data byte {begin}, not right after "
+                f"{path}: tensor {quote(name)} starts at data byte {begin}, not right after "
                 f"{after} {position}: tensors {problem}"
             )
         position, previous = end, name
@@ -113,18 +121,19 @@ def _check_entries(header: dict, data_size: int, path) -> dict:
 
 def _check_entry(name: str, spec, data_size: int, path):
     """One header entry -> ``(dtype_name, shape, begin, end)``, or a clear error."""
-    what = f"{path}: tensor {name!r}"
+    what = f"{path}: tensor {quote(name)}"
     if not isinstance(spec, dict) or set(spec) != {"dtype", "shape", "data_offsets"}:
         raise WeightsFormatError(f"{what}: expected keys dtype, shape, data_offsets, got "
-                                 f"{spec!r:.200}")
+                                 f"{quote(list(spec) if isinstance(spec, dict) else spec)}")
     dtype = spec["dtype"]
-    if dtype not in _DTYPES:
-        raise WeightsFormatError(f"{what}: dtype {dtype!r} is not supported; nplstm reads "
-                                 f"{', '.join(_DTYPES)}")
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        raise WeightsFormatError(f"{what}: dtype {quote(dtype)} is not supported; nplstm "
+                                 f"reads {', '.join(_DTYPES)}")
     shape = check_shape(spec["shape"], what)
     offsets = spec["data_offsets"]
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(map(is_int, offsets))):
-        raise WeightsFormatError(f"{what}: data_offsets must be [begin, end], got {offsets!r}")
+        raise WeightsFormatError(f"{what}: data_offsets must be [begin, end], got "
+                                 f"{quote(offsets)}")
     begin, end = offsets
     if not 0 <= begin <= end <= data_size:
         raise WeightsFormatError(f"{what}: data_offsets {offsets} fall outside the "

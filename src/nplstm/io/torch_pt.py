@@ -8,8 +8,9 @@ Since PyTorch 1.6, ``torch.save`` writes a zip archive::
     <name>/version, ...    bookkeeping nplstm does not need
 
 ``<name>`` is the file's stem at save time, so any single top folder is accepted.
-The pickle is loaded by :mod:`nplstm.io.torch_pickle`, which refuses every global a
-state_dict does not need.
+The pickle is run by nplstm's own interpreter (:mod:`nplstm.io.pickle_vm`) with the
+globals of :mod:`nplstm.io.torch_pickle`; every other global is refused. Legacy
+(pre-1.6) files are read by :mod:`nplstm.io.torch_legacy`.
 """
 
 from __future__ import annotations
@@ -24,19 +25,12 @@ import numpy as np
 from ._common import (
     WeightsFormatError,
     check_zip_archive,
-    check_zip_entry,
-    damaged_zip_errors,
+    open_zip,
     read_zip_entry,
 )
+from .pickle_vm import quote
 from .torch_pickle import unpickle
-
-# The first bytes of a pre-1.6 ``torch.save`` file: the pickled magic number.
-_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
-
-_RESAVE_HINT = (
-    "load it once with torch and save it again with a current PyTorch: "
-    "torch.save(torch.load(path), path) writes the zip format (the default since 1.6)"
-)
+from .torch_tensor import CopyBudget
 
 
 def read_pt(path) -> object:
@@ -45,49 +39,48 @@ def read_pt(path) -> object:
     Tensors come back as C-contiguous arrays in native byte order, none sharing memory
     with another (views that shared a storage are copied); bfloat16 is widened to
     float32 exactly; tensors saved from a GPU are read from their bytes (the device tag
-    is ignored). Only
-    state-dict-like content loads: tensors, dicts, lists, tuples, sets, numbers,
-    strings, bytes, ``torch.device`` (read as its string) and torch dtypes.
+    is kept only as a string). Everything else comes back as plain Python values (see
+    :mod:`nplstm.io.torch_pickle`).
 
     Raises:
-        WeightsFormatError: the file is not a readable zip-format ``torch.save`` file.
-        UnsafeWeightsError: the pickle names a global outside that allowlist.
+        WeightsFormatError: the file is not a readable zip-format ``torch.save`` file,
+            or an entry it reads is compressed (``torch.load`` refuses those too).
+        UnsafeWeightsError: the pickle names a global outside the allowlist.
     """
-    _check_not_legacy(path)
-    with open(path, "rb") as f, damaged_zip_errors(path, "cannot read the zip archive"), \
-            zipfile.ZipFile(f) as zf:
-        return _read_archive(zf, path)
+    size = os.path.getsize(path)
+    with open_zip(path, "cannot read the zip archive") as zf:
+        return _read_archive(zf, path, size)
 
 
-def _check_not_legacy(path) -> None:
-    """Explain the pre-1.6 format and non-torch files before zipfile's terse error."""
-    with open(path, "rb") as f:
-        head = f.read(len(_LEGACY_MAGIC))
-    if head.startswith(b"PK"):
-        return
-    if head == _LEGACY_MAGIC:
-        raise WeightsFormatError(
-            f"{path}: saved in the legacy (pre-1.6) torch.save format, which nplstm does "
-            f"not read; {_RESAVE_HINT}"
-        )
-    if os.path.getsize(path) == 0:
-        raise WeightsFormatError(f"{path}: the file is empty")
-    raise WeightsFormatError(
-        f"{path}: not a torch.save zip archive (starts with {head[:8]!r}, expected b'PK')"
-    )
-
-
-def _read_archive(zf: zipfile.ZipFile, path) -> object:
+def _read_archive(zf: zipfile.ZipFile, path, size: int) -> object:
     """Find ``<top>/data.pkl``, then unpickle it with storages read on demand."""
-    check_zip_archive(zf, path)
+    check_zip_archive(zf, path, size)
     top = _top_folder(zf, path)
-    pickled = read_zip_entry(zf, zf.getinfo(f"{top}/data.pkl"), path)
+    pickled = _read_small(zf, f"{top}/data.pkl", path)
     byteorder = _byteorder(zf, top, path)
 
     def read_storage(key: str, nbytes: int) -> np.ndarray:
         return _read_storage(zf, f"{top}/data/{key}", nbytes, path)
 
-    return unpickle(pickled, read_storage, byteorder, source=str(path))
+    obj, _, _ = unpickle(pickled, read_storage, byteorder, str(path), CopyBudget(size))
+    return obj
+
+
+def _stored(info: zipfile.ZipInfo, path) -> zipfile.ZipInfo:
+    """``info``, which must be uncompressed: torch.save never compresses, and
+    torch.load refuses compressed entries (caffe2's PyTorchStreamReader)."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise WeightsFormatError(
+            f"{path}: zip entry {quote(info.filename)} is compressed (method "
+            f"{info.compress_type}); torch.save never compresses and torch.load refuses "
+            "compressed entries. Unzip and re-zip it with 'zip -0', or load and re-save it"
+        )
+    return info
+
+
+def _read_small(zf: zipfile.ZipFile, name: str, path) -> bytes:
+    """An uncompressed bookkeeping entry (data.pkl, byteorder), checked."""
+    return read_zip_entry(zf, _stored(zf.getinfo(name), path), path)
 
 
 def _top_folder(zf: zipfile.ZipFile, path) -> str:
@@ -105,9 +98,10 @@ def _top_folder(zf: zipfile.ZipFile, path) -> str:
     if not tops:
         raise WeightsFormatError(
             f"{path}: zip archive without '<folder>/data.pkl'; not a torch.save file "
-            f"(entries: {', '.join(names[:5]) or 'none'})"
+            f"(entries: {', '.join(quote(n) for n in names[:5]) or 'none'})"
         )
-    raise WeightsFormatError(f"{path}: several data.pkl folders: {', '.join(tops)}")
+    raise WeightsFormatError(f"{path}: several data.pkl folders: "
+                             f"{', '.join(quote(t) for t in tops[:5])}")
 
 
 def _byteorder(zf: zipfile.ZipFile, top: str, path) -> str:
@@ -116,9 +110,9 @@ def _byteorder(zf: zipfile.ZipFile, top: str, path) -> str:
         info = zf.getinfo(f"{top}/byteorder")
     except KeyError:
         return "<"
-    text = read_zip_entry(zf, info, path).decode("ascii", "replace").strip()
+    text = read_zip_entry(zf, _stored(info, path), path).decode("ascii", "replace").strip()
     if text not in ("little", "big"):
-        raise WeightsFormatError(f"{path}: byteorder entry says {text!r}, expected "
+        raise WeightsFormatError(f"{path}: byteorder entry says {quote(text)}, expected "
                                  "'little' or 'big'")
     return "<" if text == "little" else ">"
 
@@ -128,16 +122,17 @@ def _read_storage(zf: zipfile.ZipFile, name: str, nbytes: int, path) -> np.ndarr
     try:
         info = zf.getinfo(name)
     except KeyError:
-        raise WeightsFormatError(f"{path}: storage entry {name!r} is missing") from None
-    check_zip_entry(info, path)
+        raise WeightsFormatError(f"{path}: storage entry {quote(name)} is missing") from None
+    _stored(info, path)
     if info.file_size != nbytes:
         raise WeightsFormatError(
-            f"{path}: storage entry {name!r} holds {info.file_size} bytes, the pickle "
+            f"{path}: storage entry {quote(name)} holds {info.file_size} bytes, the pickle "
             f"says {nbytes}"
         )
-    if info.compress_type == zipfile.ZIP_STORED:
-        return _read_stored(zf, info, path)
-    return np.frombuffer(read_zip_entry(zf, info, path), dtype=np.uint8)  # (nbytes,)
+    return _read_stored(zf, info, path)
+
+
+_CHUNK = 1 << 20
 
 
 def _read_stored(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray:
@@ -150,19 +145,24 @@ def _read_stored(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray
     fp.seek(0, os.SEEK_END)
     if info.file_size != info.compress_size or info.file_size > fp.tell():
         raise WeightsFormatError(
-            f"{path}: zip entry {info.filename!r} claims {info.file_size} bytes stored in "
+            f"{path}: zip entry {quote(info.filename)} claims {info.file_size} bytes stored in "
             f"{info.compress_size}, in a file of {fp.tell()} bytes; the file is corrupt"
         )
     fp.seek(info.header_offset)
     local = fp.read(30)  # the local file header; name and extra field lengths at 26..30
     if len(local) < 30 or local[:4] != b"PK\x03\x04":
-        raise WeightsFormatError(f"{path}: zip entry {info.filename!r}: bad local header")
+        raise WeightsFormatError(f"{path}: zip entry {quote(info.filename)}: bad local header")
     name_len, extra_len = struct.unpack("<HH", local[26:30])
     fp.seek(info.header_offset + 30 + name_len + extra_len)
     buffer = np.empty(info.file_size, dtype=np.uint8)  # (nbytes,)
-    if fp.readinto(buffer) != info.file_size:
-        raise WeightsFormatError(f"{path}: file ends inside zip entry {info.filename!r}")
-    if zlib.crc32(buffer) != info.CRC:
-        raise WeightsFormatError(f"{path}: zip entry {info.filename!r}: Bad CRC-32; the "
+    crc = 0
+    for start in range(0, info.file_size, _CHUNK):  # checksum each chunk while in cache
+        chunk = buffer[start:start + _CHUNK]
+        if fp.readinto(chunk) != chunk.size:
+            raise WeightsFormatError(f"{path}: file ends inside zip entry "
+                                     f"{quote(info.filename)}")
+        crc = zlib.crc32(chunk, crc)
+    if crc != info.CRC:
+        raise WeightsFormatError(f"{path}: zip entry {quote(info.filename)}: Bad CRC-32; the "
                                  "file is corrupt")
     return buffer

@@ -21,6 +21,7 @@ from ._common import (
     check_shape,
     is_int,
     numel,
+    quote,
 )
 
 # torch dtype name -> NumPy dtype ("bfloat16" is read as uint16 bits, then widened).
@@ -65,22 +66,6 @@ def unsupported_dtype_name(module: str, name: str) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class UnsupportedDtype:
-    """Stands in for a torch dtype (or its storage type) NumPy cannot hold; not callable.
-
-    Tensors of it load as :class:`UnsupportedTensor` placeholders, which the reader
-    reports with the key they sit under.
-    """
-
-    __slots__ = ("name",)
-
-    name: str
-
-    def __reduce__(self):
-        return UnsupportedDtype, (self.name,)
-
-
-@dataclasses.dataclass(frozen=True)
 class UnsupportedTensor:
     """Placeholder for a tensor of an unsupported dtype; never handed to the caller."""
 
@@ -95,26 +80,24 @@ class UnsupportedTensor:
 class CopyBudget:
     """How many bytes one file's tensors may copy out of its storages.
 
-    At most ``COPY_RATIO`` times the storage bytes read plus ``COPY_ALLOWANCE``: one
-    running total for the whole file, so many small expanded (stride-0) views, or one
-    storage referenced thousands of times, cannot add up to gigabytes.
+    At most ``COPY_RATIO`` times the file's size plus ``COPY_ALLOWANCE``: one running
+    total for the whole file, charged before each allocation, so many small expanded
+    (stride-0) views, or one storage referenced thousands of times, cannot add up to
+    gigabytes. Storages themselves are bytes the file holds.
     """
 
-    def __init__(self):
-        self.storage_bytes = 0
+    def __init__(self, file_bytes: int):
+        self.file_bytes = file_bytes
         self.copied_bytes = 0
-
-    def add_storage(self, nbytes: int) -> None:
-        self.storage_bytes += nbytes
 
     def charge(self, nbytes: int, what: str) -> None:
         """Account for a copy of ``nbytes`` before allocating it, or raise."""
-        limit = COPY_RATIO * self.storage_bytes + COPY_ALLOWANCE
+        limit = COPY_RATIO * self.file_bytes + COPY_ALLOWANCE
         if self.copied_bytes + nbytes > limit:
             raise WeightsFormatError(
                 f"{what}: copying {nbytes} more bytes would bring this file's tensors to "
-                f"{self.copied_bytes + nbytes} bytes from {self.storage_bytes} bytes of "
-                f"storage (at most {limit}); an expanded view (stride 0) or a storage "
+                f"{self.copied_bytes + nbytes} bytes from a {self.file_bytes}-byte file "
+                f"(at most {limit}); an expanded view (stride 0) or a storage "
                 "referenced many times? refusing"
             )
         self.copied_bytes += nbytes
@@ -134,18 +117,6 @@ class TorchDtype:
     def numpy(self, byteorder: str) -> np.dtype:
         """The NumPy dtype of the stored bytes, in the file's byte order."""
         return np.dtype(DTYPES[self.name]).newbyteorder(byteorder)
-
-
-@dataclasses.dataclass(frozen=True)
-class StorageType:
-    """Stands in for ``torch.FloatStorage`` and friends; not callable."""
-
-    __slots__ = ("dtype",)  # no __dict__: a pickle's BUILD cannot alter it
-
-    dtype: TorchDtype
-
-    def __reduce__(self):
-        return StorageType, (self.dtype,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,14 +154,14 @@ def rebuild_tensor(storage, storage_offset, size, stride, dtype, byteorder,
     """
     if not isinstance(storage, Storage):
         raise WeightsFormatError(f"tensor: expected a storage, got {type(storage).__name__}")
-    what = f"tensor in storage data/{storage.key}"
+    what = f"tensor in storage data/{quote(storage.key)[1:-1]}"
     shape = check_shape(size, what)
-    strides = check_shape(stride, what + " (stride)")
+    strides = check_shape(stride, what + " (stride)", sized=False)
     if len(strides) != len(shape):
         raise WeightsFormatError(f"{what}: shape {shape} and stride {strides} differ in length")
     if not is_int(storage_offset) or storage_offset < 0:
         raise WeightsFormatError(f"{what}: storage offset must be an int >= 0, "
-                                 f"got {storage_offset!r}")
+                                 f"got {quote(storage_offset)}")
     flat = storage.elements(dtype, byteorder)  # (storage numel,)
     out_dtype = flat.dtype.newbyteorder("=")
     if numel(shape) == 0:
