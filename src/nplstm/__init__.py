@@ -11,6 +11,7 @@ from . import gates, grad, losses, optim
 from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
 from .module import IncompatibleKeys
+from .sequential import Sequential
 from .trace import Trace
 
 __version__ = "0.1.0"
@@ -24,12 +25,16 @@ __all__ = [
     "LSTMCell",
     "Linear",
     "RNNCell",
+    "Sequential",
     "Trace",
     "__version__",
+    "from_keras",
+    "from_onnx",
     "gates",
     "grad",
     "load_weights",
     "losses",
+    "onnx",
     "optim",
     "save_weights",
 ]
@@ -41,4 +46,13 @@ def __getattr__(name):
         from . import io
 
         return getattr(io, name)
+    if name == "from_keras":  # Keras files: h5py only when a file is read
+        from .keras import from_keras
+
+        return from_keras
+    if name in ("from_onnx", "onnx"):  # ONNX: the onnx package is imported only when used
+        import importlib
+
+        module = importlib.import_module(".onnx", __name__)
+        return module if name == "onnx" else module.from_onnx
     raise AttributeError(f"module 'nplstm' has no attribute {name!r}")

@@ -329,6 +329,13 @@ class Linear(Module):
 
         return grad.linear_backward(self, input, grad_output)
 
+    def to_onnx(self, path, *, ndim=2):
+        """Write this layer as an ONNX model for ``ndim``-D input (MatMul + Add); see
+        :func:`nplstm.onnx.to_onnx`."""
+        from .onnx import to_onnx
+
+        to_onnx(self, path, ndim=ndim)
+
     def __repr__(self):
         return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias_enabled})")

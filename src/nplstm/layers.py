@@ -145,13 +145,22 @@ class _RNNBase(Module):
 
     # ----------------------------------------------------------- forward --
 
-    def __call__(self, input, hx=None, *, lengths=None):
-        """Run the whole sequence. See the class docstring for shapes."""
-        if lengths is None:
+    def __call__(self, input, hx=None, *, lengths=None, mask=None, masked_output="zero"):
+        """Run the whole sequence. See the class docstring for shapes.
+
+        ``mask`` (Keras's masking, any pattern): bool, the input's shape without its
+        feature axis; a False step is skipped and the state carried on. The output
+        there is zero (``masked_output="zero"``, PyTorch's packed sequences) or the
+        last output, zeros before the first taken step (``"hold"``, Keras's RNN
+        layers; ``keras.src.backend.*.rnn``). ``lengths`` is the mask of a padded
+        batch; give one or the other.
+        """
+        if lengths is None and mask is None:
             fast = self._one_step(input, hx)
             if fast is not None:
                 return fast
-        output, state, _ = self._forward(input, hx, lengths, record=False)
+        output, state, _ = self._forward(input, hx, lengths, record=False, mask=mask,
+                                         masked_output=masked_output)
         return output, state
 
     def _one_step(self, input, hx):
@@ -276,7 +285,7 @@ class _RNNBase(Module):
 
         return grad.layer_backward(self, trace, grad_output, grad_state)
 
-    def _forward(self, input, hx, lengths, record):
+    def _forward(self, input, hx, lengths, record, mask=None, masked_output="zero"):
         x = given = to_numpy(input, "input")
         if x.ndim not in (2, 3):
             raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got "
@@ -294,7 +303,15 @@ class _RNNBase(Module):
             raise ValueError(f"input must have at least one time step, got shape "
                              f"{given.shape}")
         L, N = x.shape[:2]
-        mask = loop.length_mask(lengths, L, N, unbatched)
+        if masked_output not in ("zero", "hold"):
+            raise ValueError(f"masked_output must be 'zero' or 'hold', got {masked_output!r}")
+        if mask is not None and lengths is not None:
+            raise ValueError("give lengths= or mask=, not both (lengths is a mask's "
+                             "special case)")
+        if mask is not None:
+            mask = loop.step_mask(mask, L, N, unbatched, self.batch_first)
+        else:
+            mask = loop.length_mask(lengths, L, N, unbatched)
         state0 = self._initial_state(hx, N, unbatched)
         if N == 0:  # an empty batch, as PyTorch allows: empty output, states as given
             if record:
@@ -303,7 +320,8 @@ class _RNNBase(Module):
             output, state = np.zeros((L, 0, D * self.output_size), self.dtype), state0
         else:
             output, state, recs = loop.run_layers(self._run_family, self._weights(), x, state0,
-                                                  mask, self._dropout_fn(), record)
+                                                  mask, self._dropout_fn(), record,
+                                                  masked_output == "hold")
         run = None
         if record:
             run = {"layers": recs, "state0": state0, "unbatched": unbatched,
@@ -314,6 +332,12 @@ class _RNNBase(Module):
         elif self.batch_first:
             output = output.transpose(1, 0, 2)  # (N, L, D*H_out)
         return output, self._pack_state(state), run
+
+    def to_onnx(self, path, *, initial_states=True):
+        """Write this layer as an ONNX model; see :func:`nplstm.onnx.to_onnx`."""
+        from .onnx import to_onnx
+
+        to_onnx(self, path, initial_states=initial_states)
 
     def _dropout_fn(self):
         if not (self.training and self.dropout > 0 and self.num_layers > 1):
@@ -402,6 +426,9 @@ class LSTM(LSTMOptionsMixin, _RNNBase):
         c_0: ``(D*num_layers, N, H_cell)``; both zero when omitted.
         lengths: ``(N,)`` ints in ``1..L`` (any order): the padded batch is run as
             PyTorch runs ``pack_padded_sequence(x, lengths, enforce_sorted=False)``.
+        mask, masked_output: Keras's masking, any pattern (see ``__call__``): bool
+            ``(L, N)`` (``(N, L)`` if batch_first, ``(L,)`` unbatched); masked steps
+            output zeros (``"zero"``) or the last output (``"hold"``).
 
     Outputs: ``output, (h_n, c_n)``:
         output: ``(L, N, D*H_out)`` (batch_first: ``(N, L, D*H_out)``), zero past

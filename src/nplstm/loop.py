@@ -38,13 +38,58 @@ def check_lengths(lengths, L, N):
     return arr
 
 
+def step_mask(mask, L, N, unbatched, batch_first):
+    """``(L, N, 1)`` bool from a ``mask=`` of any pattern (Keras's masking); None if None.
+
+    mask: True where the step is taken; ``(L, N)``, ``(N, L)`` with batch_first, or
+    ``(L,)`` for unbatched input (the input's own layout without the feature axis).
+    """
+    if mask is None:
+        return None
+    arr = to_numpy(mask, "mask")
+    if arr.dtype.kind != "b":
+        raise TypeError(f"mask must be a bool array, got dtype {arr.dtype}")
+    shape = (L,) if unbatched else ((N, L) if batch_first else (L, N))
+    if arr.shape != shape:
+        raise ValueError(f"mask must have the input's shape without its feature axis, "
+                         f"{shape}, got {arr.shape}")
+    if unbatched:
+        arr = arr[:, None]  # (L, 1)
+    elif batch_first:
+        arr = arr.T  # (N, L) -> (L, N)
+    return arr[:, :, None]  # (L, N, 1)
+
+
+def held(mask, reverse):
+    """Keras's output mask for ``masked_output="hold"``: ``(L, N, 1)``, True from a
+    sequence's first taken step on (in the direction's order), False before it.
+
+    Where a step is skipped the carried ``h`` -- the last output -- stands as the
+    output; before any step was taken Keras outputs zeros
+    (``keras.src.backend.*.rnn``: ``prev_output`` starts as ``zeros_like(output)``).
+    """
+    order = slice(None, None, -1) if reverse else slice(None)
+    return np.logical_or.accumulate(mask[order], axis=0)[order]  # (L, N, 1)
+
+
 def _chunks(L, size, reverse):
     """``(start, stop)`` of consecutive chunks of ``range(L)``, last first if reverse."""
     bounds = [(a, min(a + size, L)) for a in range(0, L, size)]
     return bounds[::-1] if reverse else bounds
 
 
-def run_direction(family, w, x, state, mask, reverse, record, final=None):
+def _is_lengths(mask, hold):
+    """True when ``mask`` is None or a ``lengths=`` mask (each sequence's steps first)
+    with zero outputs past them: what the compiled engine runs. Keras's masks
+    (gaps, padding first) and ``hold`` outputs take the NumPy path."""
+    if mask is None:
+        return True
+    steps = mask[:, :, 0]  # (L, N)
+    suffix = np.arange(len(steps))[:, None] < steps.sum(0)[None, :]  # (L, N)
+    return not hold and bool(steps[0].all()) and bool(np.array_equal(steps, suffix))
+
+
+def run_direction(family, w, x, state, mask, reverse, record, final=None, hold=False):
     """Run one direction of one layer over time.
 
     x: ``(L, N, H_in)`` layer input, projected here chunk by chunk (the
@@ -52,13 +97,15 @@ def run_direction(family, w, x, state, mask, reverse, record, final=None):
     Returns ``(y (L, N, H_out), final state tuple, rec)``; ``rec`` maps gate and
     state names to ``(L, N, H)`` arrays when ``record`` is set, else None.
     Where ``mask`` is False the step is skipped: the state is carried on
-    unchanged and the output (and record) is zero, as in PyTorch's packed path.
+    unchanged and the output (and record) is zero, as in PyTorch's packed path;
+    with ``hold`` the output there is the last output instead (Keras, see :func:`held`).
     Recording only copies what the step computed, so a traced run and a plain
     run do the same arithmetic and give identical results. ``final``: arrays
     ``(N, H)`` to write the final state into (else new ones).
     """
-    if _numba.use(family):  # the [fast] extra: the same math, compiled (and recorded)
-        return _numba.run_direction(family, w, x, state, mask, reverse, final, record=record)
+    if _numba.use(family) and _is_lengths(mask, hold):  # the [fast] extra: the same math,
+        return _numba.run_direction(family, w, x, state, mask, reverse, final,  # compiled
+                                    record=record)  # (and recorded for a trace)
     L, N = x.shape[:2]
     ws = cells.take_workspace(family, w, N, x.dtype)
     y = np.empty((L, N, state[0].shape[-1]), dtype=x.dtype)  # (L, N, H_out)
@@ -103,10 +150,11 @@ def run_direction(family, w, x, state, mask, reverse, record, final=None):
                     np.copyto(s_new, s_old, where=~keep[t])
             if record:
                 _record(rec, step_rec, family, state, t, L)
-    return _finish(w, ws, y, state, final, mask, rec)
+    y_mask = held(mask, reverse) if hold and mask is not None else None
+    return _finish(w, ws, y, state, final, mask, rec, y_mask)
 
 
-def _finish(w, ws, y, state, final, mask, rec):
+def _finish(w, ws, y, state, final, mask, rec, y_mask=None):
     """Final states out (before y is masked), workspace back, masks applied."""
     if final is None:
         final = tuple(np.empty(s.T.shape, s.dtype) for s in state)
@@ -115,7 +163,7 @@ def _finish(w, ws, y, state, final, mask, rec):
     ws.out = None
     cells.give_back(w, ws, y.shape[1], y.dtype)
     if mask is not None:
-        y *= mask
+        y *= mask if y_mask is None else y_mask
         if rec:
             for value in rec.values():
                 value *= mask
@@ -157,7 +205,7 @@ def run_cell(family, w, x, state, record=None):
     return new
 
 
-def run_layers(family, weights, x, state0, mask, dropout, record):
+def run_layers(family, weights, x, state0, mask, dropout, record, hold=False):
     """Stack of layers, each with one or two directions.
 
     weights: ``[layer][direction] -> cells.Weights``; x: ``(L, N, H_in)``;
@@ -166,12 +214,13 @@ def run_layers(family, weights, x, state0, mask, dropout, record):
     ``rec`` is ``[layer][direction] -> {name: (L, N, H)}`` plus ``"input"`` per
     layer (and ``"dropout"``, the bool mask applied to its output, when dropout
     acts), or None. ``dropout(y)`` returns ``(dropped y, bool mask kept)``.
+    ``hold``: see :func:`run_direction`.
     """
     with cells.quiet():  # exp overflowing to inf is part of the math (see cells)
-        return _run_layers(family, weights, x, state0, mask, dropout, record)
+        return _run_layers(family, weights, x, state0, mask, dropout, record, hold)
 
 
-def _run_layers(family, weights, x, state0, mask, dropout, record):
+def _run_layers(family, weights, x, state0, mask, dropout, record, hold):
     D = len(weights[0])
     finals = tuple(np.empty_like(s) for s in state0)
     recs = [] if record else None
@@ -180,7 +229,7 @@ def _run_layers(family, weights, x, state0, mask, dropout, record):
         for d, w in enumerate(layer):
             j = k * D + d
             y, _, rec = run_direction(family, w, x, tuple(s[j] for s in state0), mask,
-                                      d == 1, record, tuple(f[j] for f in finals))
+                                      d == 1, record, tuple(f[j] for f in finals), hold)
             ys.append(y)
             layer_rec.append(rec)
         if record:

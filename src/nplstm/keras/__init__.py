@@ -1,0 +1,120 @@
+"""Keras models without Keras: ``.keras`` and ``.h5`` files as an :class:`nplstm.Sequential`.
+
+>>> model = nplstm.from_keras("model.keras")   # needs h5py: pip install nplstm[keras]
+>>> y = model(x)                               # what model.predict(x) returns
+
+The importer maps; nplstm's layers compute (see :mod:`nplstm.keras.build` for the
+weight mapping, :mod:`nplstm.keras.layers` for Keras's output and mask rules).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from ..sequential import Sequential
+from . import build, graph
+from .files import KerasArchive, open_model_file
+
+__all__ = ["from_keras"]
+
+
+def from_keras(source):
+    """Load a Keras model as an :class:`nplstm.Sequential` that computes ``model.predict``.
+
+    Args:
+        source: a path (str or ``os.PathLike``) to a Keras 3 ``.keras`` archive or a
+            legacy ``.h5`` model file (Keras 2 or 3), read with h5py alone; or an
+            in-memory ``keras.Model`` (needs keras; it is saved to a temporary
+            ``.keras`` file and read back).
+
+    Returns:
+        :class:`nplstm.Sequential` of nplstm layers: input ``(N, L, features)``
+        (Keras's batch-first layout) as float32 (float64 for a float64 model);
+        the output is what ``model.predict`` returns (a list for several outputs).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a Keras model file, or
+        weights that do not fit the layers. NotImplementedError: a layer, option or
+        model structure that is not supported (named). ImportError: h5py missing.
+    """
+    if hasattr(source, "get_config") and hasattr(source, "save"):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.keras")
+            source.save(path)
+            return _load(path)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"source must be a path to a .keras/.h5 file or a keras.Model, got "
+                        f"{type(source).__name__}")
+    return _load(source)
+
+
+def _load(path):
+    f = open_model_file(path)
+    try:
+        return _build(f, path)
+    finally:
+        f.close()
+
+
+def _build(f, path):
+    """Each layer of the chain built, its weights taken in Keras's order; all used."""
+    entries = graph.chain(f.config)
+    modules, names, mask_from, dtype = [], [], None, None
+    for entry in entries:
+        if entry.class_name == "InputLayer":
+            continue
+        builder = build.BUILDERS.get(entry.class_name)
+        if builder is None:
+            raise NotImplementedError(f"layer {entry.name!r}: Keras layer class "
+                                      f"{entry.class_name!r} is not supported")
+        if not _mask_agrees(entry, mask_from):
+            raise NotImplementedError(f"layer {entry.name!r} receives the mask of "
+                                      f"{entry.mask_from!r} in the graph, not that of "
+                                      f"{mask_from!r}: not supported")
+        dtype = dtype or build.dtype_of(entry.config)
+        parts = build.PARTS.get(entry.class_name, ())
+        path_in_file = f.path_of(entry.class_name) if isinstance(f, KerasArchive) else None
+        weights = f.weights(path_in_file, entry.name, parts) if parts else []
+        module = builder(entry, weights, f.major, dtype, entry.outputs)
+        if entry.outputs not in (None, [0]) and not hasattr(module, "select"):
+            raise NotImplementedError(f"output {entry.outputs} of layer {entry.name!r}, "
+                                      "which has one output")
+        mask_from = _mask_after(entry, module, mask_from)
+        modules.append(module)
+        names.append((entry.name, module))
+    for name, module in names[:-1]:
+        if getattr(module, "outputs", None) is None and getattr(module, "num_outputs", 1) > 1:
+            raise NotImplementedError(f"layer {name!r} returns {module.num_outputs} arrays "
+                                      "(return_state or merge_mode=None) to the next layer: "
+                                      "only the last layer may")
+    unused = f.unused()
+    if unused:
+        raise ValueError(f"{path}: weights no layer took: {unused[:6]}: the file does not "
+                         "match its config")
+    return Sequential(modules)
+
+
+#: Layers whose call takes Keras's mask: a graph gives it to them whenever one exists.
+_MASK_TAKERS = ("LSTM", "GRU", "SimpleRNN", "Bidirectional")
+
+
+def _mask_agrees(entry, mask_from):
+    """The mask the graph gives this layer is the one Sequential will (layers whose
+    call has no mask argument, such as Dense, get none in the graph and need none)."""
+    if entry.mask_from == "?":  # Sequential and Keras 2 configs: compute_mask rules only
+        return True
+    if entry.mask_from is None and entry.class_name not in _MASK_TAKERS:
+        return True
+    return entry.mask_from == mask_from
+
+
+def _mask_after(entry, module, mask_from):
+    """The Masking layer whose mask leaves this layer (Keras's compute_mask), or None."""
+    if entry.class_name == "Masking":
+        return entry.name
+    if entry.class_name in ("Flatten", "Reshape"):
+        return None
+    if hasattr(module, "return_sequences") and not module.return_sequences:
+        return None
+    return mask_from
