@@ -103,8 +103,9 @@ def run_direction(family, w, x, state, mask, reverse, record, final=None, hold=F
     run do the same arithmetic and give identical results. ``final``: arrays
     ``(N, H)`` to write the final state into (else new ones).
     """
-    if not record and _numba.use(family) and _is_lengths(mask, hold):  # the [fast] extra:
-        return _numba.run_direction(family, w, x, state, mask, reverse, final)  # compiled
+    if _numba.use(family) and _is_lengths(mask, hold):  # the [fast] extra: the same math,
+        return _numba.run_direction(family, w, x, state, mask, reverse, final,  # compiled
+                                    record=record)  # (and recorded for a trace)
     L, N = x.shape[:2]
     ws = cells.take_workspace(family, w, N, x.dtype)
     y = np.empty((L, N, state[0].shape[-1]), dtype=x.dtype)  # (L, N, H_out)
@@ -186,8 +187,9 @@ def run_cell(family, w, x, state, record=None):
     it is filled with the gate activations, ``(N, H)`` each.
     """
     N = x.shape[0]
-    if record is None and _numba.use(family):  # the [fast] extra
-        return _numba.cell_step(family, w, x, state, tuple(np.empty_like(s) for s in state))
+    if _numba.use(family):  # the [fast] extra
+        return _numba.cell_step(family, w, x, state, tuple(np.empty_like(s) for s in state),
+                                record)
     ws = cells.take_workspace(family, w, N, x.dtype)
     out = np.empty((state[0].shape[-1], N), dtype=x.dtype)  # (H, N)
     ws.out = out

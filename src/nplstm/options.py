@@ -284,7 +284,7 @@ class OptionsMixin:
         ``NPLSTM_ENGINE`` not ``numpy``), ``"numpy"`` (the fast path of
         :mod:`nplstm.cells`) or ``"numpy-general"`` (the general step of
         :mod:`nplstm.general`, taken by non-default options, which the compiled
-        kernels do not take). Traces always take a NumPy path."""
+        kernels do not take). Traces take the same path as calls."""
         if not self._options.default:
             return "numpy-general"
         from . import _numba
