@@ -270,3 +270,57 @@ def test_options_fall_back_to_the_general_numpy_step_and_say_so(cls, kwargs, mon
                     want if isinstance(want, tuple) else (want,)):
         np.testing.assert_array_equal(a[0] if isinstance(a, tuple) else a,
                                       b[0] if isinstance(b, tuple) else b)
+
+
+def _flat(out):
+    """A forward pass's arrays: y, h_n (and c_n)."""
+    y, hx = out
+    return [y, *(hx if isinstance(hx, tuple) else (hx,))]
+
+
+@pytest.mark.parametrize("N", [1, 2, 40])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_float32_limit_like_torch(kind, N, schedule):
+    """x and h_0 near float32's max meet in the pre-activation (test_torchlike's
+    case, on this engine): it is 0, −2^126 or −inf, and σ of −2^126 must be 0 as
+    torch's (a clamped exp's 1/(1 + e^88) ≈ 6e-39 times a GRU's h ≈ 1.7e38 made
+    h' = 2.03 where torch has 1). Powers of two, so every partial sum of
+    h_0 @ W_hh.T (32 terms of 2^122) is exact in any order: with 2e38 the
+    pre-activation is 0 or −8e31 by the summation order alone (torch's gemv at
+    N = 1 against its gemm), which no engine can match for both."""
+    Hb = 32
+    theirs = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[kind](
+        1, Hb, bias=False)
+    with torch.no_grad():
+        theirs.weight_ih_l0.fill_(1.0)
+        theirs.weight_hh_l0.fill_(-1.0 / Hb)
+    cls = {"lstm": nplstm.LSTM, "gru": nplstm.GRU, "rnn": nplstm.RNN}[kind]
+    ours = cls.from_state_dict(theirs.state_dict(), dtype=np.float32)
+    assert ours.engine == "numba"
+    h0 = np.full((1, N, Hb), 2.0**127, np.float32)
+    hx = (h0, np.zeros_like(h0)) if kind == "lstm" else h0
+    for xv in (2.0**127, 2.0**126, -(2.0**127)):
+        x = np.full((3, N, 1), xv, np.float32)
+        with torch.no_grad():
+            want = _flat(theirs(T(x), tuple(map(T, hx)) if kind == "lstm" else T(hx)))
+        for g, w in zip(_flat(ours(x, hx)), want):
+            assert np.isfinite(w.numpy()).all() and np.isfinite(g).all(), xv
+            # values up to 1.7e38: 1e-5 relative to their size
+            np.testing.assert_allclose(g, w.numpy(), rtol=1e-5, atol=1e-5, err_msg=str(xv))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_nan_and_inf_inputs_like_torch(kind, dtype, schedule):
+    """NaN, +inf and −inf inputs: NaN exactly where torch has NaN, ±inf or
+    saturated gates elsewhere as torch's, and no warning (pytest errors on one)."""
+    ours, theirs = _twin(kind, dtype, 15)
+    x = np.random.default_rng(16).uniform(-2, 2, (6, 3, H_IN)).astype(dtype)
+    x[1, 0, 0], x[2, 1, 1], x[3, 2, 2], x[4, 2, :] = np.nan, np.inf, -np.inf, [np.inf, -np.inf, 1]
+    with torch.no_grad():
+        want = [w.numpy() for w in _flat(theirs(T(x)))]
+    got = _flat(ours(x))
+    assert any(np.isnan(w).any() for w in want) and not all(np.isnan(w).all() for w in want)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 if dtype == np.float32 else 1e-12)

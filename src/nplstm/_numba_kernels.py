@@ -37,8 +37,12 @@ Activations: float64 uses libm (``math.exp``, ``math.tanh``). float32 uses a
 polynomial ``exp`` (Cephes ``expf``: ``e^x = 2^n e^r``, |r| <= ln2/2, a
 degree-7 polynomial, about 1 ulp) that vectorises, where libm's ``expf`` is one
 scalar call per element; σ(x) = 1/(1 + e^(−x)) and tanh(x) = 2/(1 + e^(−2x)) − 1
-(absolute error ≈ 1e-7, as :mod:`nplstm.cells`' "exp" mode). Arguments are
-clamped to ±88 (e^88 < float32's max), so no step overflows; NaN passes through.
+(absolute error ≈ 1e-7, as :mod:`nplstm.cells`' "exp" mode). Like libm's,
+``e^x`` overflows to inf above ln(float32's max) ≈ 88.72, so σ(x) is 0 below
+−88.72 as PyTorch's and NumPy's 1/(1 + e^(−x)) are, never the 1/(1 + e^88) ≈ 6e-39
+of a clamped exponent, which z ⊙ h with h near 1e38 would turn into an O(1)
+error (a GRU's z). Arguments below −86 are clamped (there e^x only ever joins
+1 + e^x, where it vanishes); NaN passes through.
 """
 
 from __future__ import annotations
@@ -59,7 +63,9 @@ JIT = {"cache": True, "error_model": "numpy", "nogil": True, "fastmath": {"contr
 
 _F = np.float32
 _LOG2E, _LN2_HI, _LN2_LO = _F(1.44269504088896341), _F(0.693359375), _F(-2.12194440e-4)
-_EXP_MAX = _F(88.0)
+#: _expf's clamps: e^89 overflows float32 (its result is inf from 88.72 up);
+#: below −86 (e^−86 ≈ 4e−38) e^x only ever joins 1 + e^x, where it vanishes.
+_EXP_HI, _EXP_LO = _F(89.0), _F(-86.0)
 _P = tuple(_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
                            4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
 _ONE32, _TWO32, _HALF32 = _F(1.0), _F(2.0), _F(0.5)
@@ -83,17 +89,19 @@ def _bits_to_f32(typingctx, bits):
 @njit(inline="always", **JIT)
 def _expf(x):
     """Cephes expf (float32 in, float32 out); see the module docstring."""
-    if x > _EXP_MAX:  # noqa: PLR1730 (min/max would not let NaN through)
-        x = _EXP_MAX
-    if x < -_EXP_MAX:  # noqa: PLR1730
-        x = -_EXP_MAX
-    n = np.floor(x * _LOG2E + _HALF32)
+    if x > _EXP_HI:  # noqa: PLR1730 (min/max would not let NaN through)
+        x = _EXP_HI
+    if x < _EXP_LO:  # noqa: PLR1730
+        x = _EXP_LO
+    n = np.floor(x * _LOG2E + _HALF32)  # -124 <= n <= 128
     r = x - n * _LN2_HI - n * _LN2_LO  # |r| <= ln2/2, ln2 split for exactness
     p = _P[0]
     for c in _P[1:]:
         p = p * r + c
     p = p * r * r + r + _ONE32
-    return p * _bits_to_f32(np.int32((np.int32(n) + np.int32(127)) << np.int32(23)))
+    # 2^n as 2 * 2^(n-1): n = 128 has no float32 exponent, and e^x overflows to
+    # inf (as libm's) only in this last product, for x > ln(float32 max) ≈ 88.72
+    return (p + p) * _bits_to_f32(np.int32((np.int32(n) + np.int32(126)) << np.int32(23)))
 
 
 def sigmoid(x):
