@@ -68,6 +68,9 @@ _LOG2E, _LN2_HI, _LN2_LO = _F(1.44269504088896341), _F(0.693359375), _F(-2.12194
 _EXP_HI, _EXP_LO = _F(89.0), _F(-86.0)
 _P = tuple(_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
                            4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+#: 2 e^r = 2 + 2r + 2r^2 P(r) in Horner's form: Cephes's coefficients doubled
+#: (exactly), so 2^(n-1) needs no extra multiply.
+_P2 = tuple(_F(2) * c for c in _P) + (_F(2.0), _F(2.0))
 _ONE32, _TWO32, _HALF32 = _F(1.0), _F(2.0), _F(0.5)
 
 #: What a recording kernel writes into ``rec``'s last axis, H values each, in
@@ -95,13 +98,12 @@ def _expf(x):
         x = _EXP_LO
     n = np.floor(x * _LOG2E + _HALF32)  # -124 <= n <= 128
     r = x - n * _LN2_HI - n * _LN2_LO  # |r| <= ln2/2, ln2 split for exactness
-    p = _P[0]
-    for c in _P[1:]:
-        p = p * r + c
-    p = p * r * r + r + _ONE32
-    # 2^n as 2 * 2^(n-1): n = 128 has no float32 exponent, and e^x overflows to
-    # inf (as libm's) only in this last product, for x > ln(float32 max) ≈ 88.72
-    return (p + p) * _bits_to_f32(np.int32((np.int32(n) + np.int32(126)) << np.int32(23)))
+    p = _P2[0]
+    for c in _P2[1:]:
+        p = p * r + c  # p = 2 e^r
+    # e^x = 2 e^r * 2^(n-1): n = 128 has no float32 exponent; e^x overflows to
+    # inf (as libm's) in this last product only, for x > ln(float32's max) ≈ 88.72
+    return p * _bits_to_f32(np.int32((np.int32(n) + np.int32(126)) << np.int32(23)))
 
 
 def sigmoid(x):
