@@ -154,7 +154,7 @@ def test_numba_and_numpy_engines_agree(kind, kwargs, dtype, schedule, monkeypatc
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind,kwargs", [("lstm", {}), ("gru", {}), ("rnn", {})])
 def test_saturation_and_nan_like_torch(kind, kwargs, dtype, schedule):
-    """Huge pre-activations (exp's clamp at ±88 in float32) saturate exactly as
+    """Huge pre-activations (float32 exp overflowing to inf past 88.72) saturate as
     torch does; a NaN input gives NaN where torch gives NaN."""
     ours, theirs = _twin(kind, dtype, 13, **kwargs)
     x = np.random.default_rng(14).uniform(-1, 1, (8, 2, H_IN)).astype(dtype)
