@@ -53,22 +53,26 @@ def layer_from_node(name, node, scope, opsets, dtype):
 
 
 def _attributes(node, where):
-    from onnx import helper
+    from onnx import AttributeProto, helper
 
     attrs = {}
     for a in node.attribute:
         if a.name not in _spec.ATTRIBUTES[node.op_type]:
             raise NotImplementedError(f"{where}: attribute {a.name!r} is not an ONNX "
                                       f"{node.op_type} attribute nplstm knows")
+        wanted = _spec.ATTRIBUTE_TYPES[a.name]
+        if a.type != getattr(AttributeProto, wanted):
+            raise ValueError(f"{where}: attribute {a.name!r} must be of type {wanted} "
+                             f"(ONNX spec), got {AttributeProto.AttributeType.Name(a.type)}")
         value = helper.get_attribute_value(a)
         if isinstance(value, bytes):
             value = value.decode()
         elif isinstance(value, list):
             value = [v.decode() if isinstance(v, bytes) else v for v in value]
         attrs[a.name] = value
-    layout = attrs.get("layout", 0)
-    if layout not in (0, 1):
-        raise ValueError(f"{where}: attribute layout must be 0 or 1, got {layout}")
+    for flag in _spec.FLAGS:
+        if attrs.get(flag, 0) not in (0, 1):
+            raise ValueError(f"{where}: attribute {flag} must be 0 or 1, got {attrs[flag]}")
     return attrs
 
 
