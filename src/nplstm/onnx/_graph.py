@@ -116,7 +116,8 @@ def fold(names, scope, opsets, node_name):
         values = ReferenceEvaluator(model).run(None, {})
     except NotConstant:
         raise
-    except Exception as exc:  # the evaluator's own errors (any type): quoted, one type out
+    except (RuntimeError, ValueError, TypeError, LookupError, ArithmeticError,
+            MemoryError) as exc:  # the evaluator's own errors: quoted, one type out
         raise NotConstant(f"{where}: its weights {', '.join(map(repr, names))} could not "
                           f"be computed from the model's constants: "
                           f"{type(exc).__name__}: {exc}") from None
