@@ -166,3 +166,48 @@ def test_whole_model_as_the_readme_shows(tmp_path):
     out = y.transpose(1, 0, 2) @ init[matmul] + init["fc.bias"]
     want = model(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(out, want, rtol=0, atol=1e-5)
+
+
+def test_if_inside_loop_inside_scan_reads_weights_from_every_scope():
+    """W sliced in the Scan body from a top-level initializer, R from the Loop body."""
+    w = weights("LSTM", 1)
+    wide = np.concatenate([w["W"], np.ones_like(w["W"])], axis=2)  # (1, 4H, 2I)
+    vi = helper.make_tensor_value_info
+    lstm = helper.make_node("LSTM", ["x", "W", "R", "B"], ["y"], name="lstm", hidden_size=H)
+    then = helper.make_graph([lstm], "then", [], [vi("y", TensorProto.FLOAT, None)])
+    iff = helper.make_node("If", ["c"], ["y"], name="if", then_branch=then, else_branch=then)
+    loop_body = helper.make_graph(
+        [iff], "loop_body", [vi("iter", TensorProto.INT64, None), vi("c", TensorProto.BOOL, None)],
+        [vi("c", TensorProto.BOOL, None), vi("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w["R"], "R")])
+    loop = helper.make_node("Loop", ["", "cond"], ["ys"], name="loop", body=loop_body)
+    consts = [numpy_helper.from_array(np.array(v, np.int64), n)
+              for n, v in (("s", [0]), ("e", [I]), ("ax", [2]))]
+    scan_body = helper.make_graph(
+        [helper.make_node("Slice", ["wide", "s", "e", "ax"], ["W"]), loop], "scan_body",
+        [vi("xs", TensorProto.FLOAT, None)], [vi("ys", TensorProto.FLOAT, None)], consts)
+    scan = helper.make_node("Scan", ["X"], ["Ys"], name="scan", body=scan_body,
+                            num_scan_inputs=1)
+    graph = helper.make_graph(
+        [scan], "g", [vi("X", TensorProto.FLOAT, None), vi("cond", TensorProto.BOOL, None)],
+        [vi("Ys", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(wide, "wide"), numpy_helper.from_array(w["B"], "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    layers = nplstm.from_onnx(model)
+    assert list(layers) == ["scan/body/loop/body/if/else_branch/lstm",  # attribute order
+                            "scan/body/loop/body/if/then_branch/lstm"]
+    want = nplstm.from_onnx(node_model("LSTM", w))["the_lstm"].state_dict()
+    got = layers["scan/body/loop/body/if/then_branch/lstm"].state_dict()
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_weights_of_mixed_dtypes_are_refused_unless_converted():
+    w = weights("LSTM", 1)
+    w["R"] = w["R"].astype(np.float64)
+    model = node_model("LSTM", w)
+    with pytest.raises(ValueError, match="'the_lstm': input R has dtype float64 but W has "
+                                         "float32"):
+        nplstm.from_onnx(model)
+    assert nplstm.from_onnx(model, dtype=np.float64)["the_lstm"].dtype == np.float64

@@ -40,7 +40,7 @@ def layer_from_node(name, node, scope, opsets, dtype):
                          f"bidirectional, got {direction!r}")
     D = _spec.DIRECTIONS[direction]
     H = _check_shapes(arrays, attrs, op, D, where)
-    dtype = _dtype(arrays["W"], dtype, where)
+    dtype = _dtype(arrays, dtype, where)
     options = _options(op, attrs, D, "P" in arrays, where)
     cls = getattr(layers, op)
     try:
@@ -97,9 +97,15 @@ def _check_shapes(arrays, attrs, op, D, where):
     return H
 
 
-def _dtype(W, dtype, where):
+def _dtype(arrays, dtype, where):
     if dtype is not None:
         return dtype
+    W = arrays["W"]
+    for key, arr in arrays.items():  # the spec's one type T for X, W, R, B, P
+        if arr.dtype != W.dtype:
+            raise ValueError(f"{where}: input {key} has dtype {arr.dtype} but W has "
+                             f"{W.dtype}; ONNX requires one type (or pass dtype= to "
+                             f"from_onnx to convert)")
     if W.dtype in (np.float32, np.float64):
         return W.dtype
     raise ValueError(f"{where}: weights of dtype {W.dtype}; nplstm computes in float32 or "
