@@ -251,7 +251,7 @@ def test_file_and_argument_errors(tmp_path):
         nplstm.from_onnx(tmp_path / "missing.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\xff\x00 not a model")
-    with pytest.raises(ValueError, match="not a readable ONNX model"):
+    with pytest.raises(ValueError, match="cannot read .* as an ONNX model"):
         nplstm.from_onnx(bad)
     with pytest.raises(TypeError, match="path_or_model must be a path, bytes or an "
                                         "onnx.ModelProto, got int"):
@@ -275,15 +275,23 @@ def test_run_node_errors():
         run_node(gru, X, initial_c=np.zeros((1, N, H)))
     with pytest.raises(ValueError, match=r"X must be 3-D \(\[L, N, H_in\]\)"):
         run_node(layer, X[0])
-    with pytest.raises(ValueError, match=r"initial_h must be 3-D \(\[D, N, H\]\)"):
+    with pytest.raises(ValueError, match=r"initial_h must have shape \[D, N, H\] = "
+                                         r"\[1, 4, 5\], got shape \(4, 5\)"):
         run_node(layer, X, initial_h=np.zeros((N, H)))
+    with pytest.raises(ValueError, match=r"initial_h must have shape \[D, N, H\] = "
+                                         r"\[1, 4, 5\], got shape \(1, 3, 5\)"):
+        run_node(layer, X, initial_h=np.zeros((1, N - 1, H)))
+    first = nplstm.LSTM(I, H, batch_first=True)
+    with pytest.raises(ValueError, match=r"initial_c must have shape \[N, D, H\] = "
+                                         r"\[4, 1, 5\], got shape \(1, 4, 5\)"):
+        run_node(first, X.transpose(1, 0, 2), initial_c=np.zeros((1, N, H)))
     with pytest.raises(TypeError, match="sequence_lens must be integers"):
         run_node(layer, X, sequence_lens=np.full(N, 2.0))
     with pytest.raises(ValueError, match=r"sequence_lens must have shape \(4,\)"):
         run_node(layer, X, sequence_lens=[1, 2])
     with pytest.raises(ValueError, match=r"between 0 and the sequence length 7, got \[8, -1\]"):
         run_node(layer, X, sequence_lens=[8, 1, -1, 2])
-    with pytest.raises(ValueError, match="Expected h_0 of shape"):
+    with pytest.raises(ValueError, match=r"initial_h must have shape .*got shape \(1, 5, 5\)"):
         run_node(layer, X, initial_h=np.zeros((1, N + 1, H)))
 
 

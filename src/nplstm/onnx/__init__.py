@@ -53,9 +53,14 @@ def from_onnx(path_or_model, *, dtype=None):
 
     Raises:
         ImportError: without the onnx package. TypeError: for another argument
-        type. ValueError / NotImplementedError naming the node and the input or
-        attribute it cannot represent (weights fed at run time, unknown
-        attributes or activations, shapes that disagree with ``hidden_size``).
+        type. FileNotFoundError: for a path that is no file. ValueError: for a
+        file or bytes that are not an ONNX model (empty, truncated, external
+        data outside the model's folder), and naming the node and the input or
+        attribute that is invalid or that it cannot represent (weights fed at
+        run time or not computable, a cycle, attributes of the wrong type or
+        value, shapes that disagree with ``hidden_size``, external data of a
+        model given as bytes or a ModelProto, which has no folder to read it
+        from). NotImplementedError naming an attribute nplstm does not know.
     """
     try:
         import onnx
@@ -79,23 +84,35 @@ def from_onnx(path_or_model, *, dtype=None):
 
 
 def _load(onnx, path_or_model):
+    """The ModelProto; unreadable files and bytes raise ValueError naming the source."""
+    from google.protobuf.message import DecodeError  # onnx's own dependency
+
     if isinstance(path_or_model, onnx.ModelProto):
-        return path_or_model
+        return _has_graph(path_or_model, "the ModelProto")
     if isinstance(path_or_model, (bytes, bytearray)):
-        return onnx.load_model_from_string(bytes(path_or_model))
-    if isinstance(path_or_model, (str, os.PathLike)):
+        what, read = "the bytes given", lambda: onnx.load_model_from_string(bytes(path_or_model))
+    elif isinstance(path_or_model, (str, os.PathLike)):
         path = os.fspath(path_or_model)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"from_onnx: no such file: {path!r}")
-        from google.protobuf.message import DecodeError  # onnx's own dependency
+        # onnx.load reads external data from the model's folder only (its checker
+        # refuses absolute locations, '..' and links, raising ValidationError)
+        what, read = repr(path), lambda: onnx.load(path)
+    else:
+        raise TypeError(f"path_or_model must be a path, bytes or an onnx.ModelProto, got "
+                        f"{type(path_or_model).__name__}")
+    try:
+        model = read()
+    except (DecodeError, ValueError, OSError, onnx.checker.ValidationError) as exc:
+        raise ValueError(f"from_onnx: cannot read {what} as an ONNX model: {exc}") from None
+    return _has_graph(model, what)
 
-        try:
-            return onnx.load(path)
-        except (DecodeError, ValueError) as exc:
-            raise ValueError(f"from_onnx: {path!r} is not a readable ONNX model: "
-                             f"{exc}") from None
-    raise TypeError(f"path_or_model must be a path, bytes or an onnx.ModelProto, got "
-                    f"{type(path_or_model).__name__}")
+
+def _has_graph(model, what):
+    # protobuf parses an empty file as an empty ModelProto: refuse it, not return {}
+    if not model.HasField("graph"):
+        raise ValueError(f"from_onnx: {what} is not an ONNX model (it has no graph)")
+    return model
 
 
 def to_onnx(layer, path, **options):

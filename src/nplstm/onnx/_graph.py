@@ -93,40 +93,96 @@ def fold(names, scope, opsets, node_name):
     ``onnx.reference.ReferenceEvaluator`` on a model made of just the nodes it
     needs (with their initializers, from whichever scope holds them).
     Raises :class:`NotConstant` naming ``node_name`` and the value when a
-    needed value is a graph input or comes from a node that cannot be folded.
+    needed value is a graph input, comes from a node that cannot be folded,
+    lies on a cycle, or cannot be evaluated (the evaluator's error quoted).
     """
-    from onnx import helper, numpy_helper
+    from onnx import helper
 
     nodes, inits, seen = [], {}, set()
     for name in names:
-        _collect(name, scope, nodes, inits, seen, node_name, name)
-    if not nodes:
-        return {n: numpy_helper.to_array(inits[n]) for n in names}
-    from onnx.reference import ReferenceEvaluator
+        _collect(name, scope, nodes, inits, seen, node_name)
+    where = f"node {node_name!r}"
+    try:
+        if not nodes:
+            return {n: _array(inits[n], where, n) for n in names}
+        from onnx.reference import ReferenceEvaluator
 
-    graph = helper.make_graph(nodes, "folded", [], [helper.ValueInfoProto(name=n)
-                                                      for n in names],
-                              list(inits.values()))
-    model = helper.make_model(graph, opset_imports=opsets)
-    values = ReferenceEvaluator(model).run(None, {})
+        for n, tensor in inits.items():
+            _array(tensor, where, n)  # external data refused before the evaluator reads it
+        graph = helper.make_graph(nodes, "folded", [], [helper.ValueInfoProto(name=n)
+                                                          for n in names],
+                                  list(inits.values()))
+        model = helper.make_model(graph, opset_imports=opsets)
+        values = ReferenceEvaluator(model).run(None, {})
+    except NotConstant:
+        raise
+    except (RuntimeError, ValueError, TypeError, LookupError, ArithmeticError,
+            MemoryError) as exc:  # the evaluator's own errors: quoted, one type out
+        raise NotConstant(f"{where}: its weights {', '.join(map(repr, names))} could not "
+                          f"be computed from the model's constants: "
+                          f"{type(exc).__name__}: {exc}") from None
     return dict(zip(names, values))
 
 
-def _collect(name, scope, nodes, inits, seen, node_name, wanted):
-    """Depth-first: add the producers of ``name`` to ``nodes`` in dependency order."""
-    if name in seen:
-        return
-    seen.add(name)
-    found = scope.find(name)
+def _array(tensor, where, name):
+    """An initializer as an ndarray; data still in an external file is refused.
+
+    ``onnx.load(path)`` reads external data from the model's folder (refusing
+    absolute paths, ``..`` and links); a model given as bytes or a ModelProto
+    has no folder, and onnx would read the location relative to the working
+    directory, so nplstm does not.
+    """
+    from onnx import TensorProto, numpy_helper
+
+    if tensor.data_location == TensorProto.EXTERNAL:
+        raise NotConstant(f"{where}: initializer {name!r} is stored in an external data "
+                          f"file; pass the .onnx file's path so that it is read from the "
+                          f"model's folder")
+    return numpy_helper.to_array(tensor)
+
+
+def _collect(name, scope, nodes, inits, seen, node_name):
+    """Add the producers of ``name`` to ``nodes`` in dependency order.
+
+    Iterative depth-first search (a chain of thousands of nodes needs no
+    recursion); a value reached again while its producers are still being
+    collected is a cycle, which a valid ONNX graph cannot have.
+    """
+    stack, open_ = [(name, False)], set()
+    while stack:
+        value, done = stack.pop()
+        if done:  # every input of its producer is collected
+            open_.discard(value)
+            node = scope.find(value)[1]  # its producer, found on the way down
+            if node not in nodes:
+                nodes.append(node)
+            continue
+        if value in open_:
+            raise NotConstant(f"node {node_name!r}: input {name!r} depends on itself "
+                              f"(a cycle through {value!r}); ONNX graphs are acyclic")
+        if value in seen:
+            continue
+        seen.add(value)
+        node = _producer(value, scope, inits, node_name, name)
+        if node is None:
+            continue
+        open_.add(value)
+        stack.append((value, True))
+        stack.extend((inp, False) for inp in reversed(node.input) if inp)
+
+
+def _producer(value, scope, inits, node_name, wanted):
+    """The foldable node producing ``value``; None for an initializer (recorded)."""
+    found = scope.find(value)
     where = f"node {node_name!r}: input {wanted!r}"
     if found is None:
-        raise NotConstant(f"{where} needs value {name!r}, which no scope defines")
+        raise NotConstant(f"{where} needs value {value!r}, which no scope defines")
     kind, item = found
     if kind == "initializer":
-        inits[name] = item
-        return
+        inits[value] = item
+        return None
     if kind == "input":
-        raise NotConstant(f"{where} is computed from graph input {name!r}, not from "
+        raise NotConstant(f"{where} is computed from graph input {value!r}, not from "
                           f"constants; nplstm needs the weights in the file")
     node = item
     if (node.domain not in ("", "ai.onnx") or node.op_type in _RANDOM
@@ -134,8 +190,4 @@ def _collect(name, scope, nodes, inits, seen, node_name, wanted):
             or (not any(node.input) and node.op_type != "Constant")):
         raise NotConstant(f"{where} comes from a {node.op_type!r} node "
                           f"({node.name or 'unnamed'}), which is not a constant to fold")
-    for inp in node.input:
-        if inp:
-            _collect(inp, scope, nodes, inits, seen, node_name, wanted)
-    if node not in nodes:
-        nodes.append(node)
+    return node

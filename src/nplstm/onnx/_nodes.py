@@ -40,7 +40,7 @@ def layer_from_node(name, node, scope, opsets, dtype):
                          f"bidirectional, got {direction!r}")
     D = _spec.DIRECTIONS[direction]
     H = _check_shapes(arrays, attrs, op, D, where)
-    dtype = _dtype(arrays["W"], dtype, where)
+    dtype = _dtype(arrays, dtype, where)
     options = _options(op, attrs, D, "P" in arrays, where)
     cls = getattr(layers, op)
     try:
@@ -53,22 +53,26 @@ def layer_from_node(name, node, scope, opsets, dtype):
 
 
 def _attributes(node, where):
-    from onnx import helper
+    from onnx import AttributeProto, helper
 
     attrs = {}
     for a in node.attribute:
         if a.name not in _spec.ATTRIBUTES[node.op_type]:
             raise NotImplementedError(f"{where}: attribute {a.name!r} is not an ONNX "
                                       f"{node.op_type} attribute nplstm knows")
+        wanted = _spec.ATTRIBUTE_TYPES[a.name]
+        if a.type != getattr(AttributeProto, wanted):
+            raise ValueError(f"{where}: attribute {a.name!r} must be of type {wanted} "
+                             f"(ONNX spec), got {AttributeProto.AttributeType.Name(a.type)}")
         value = helper.get_attribute_value(a)
         if isinstance(value, bytes):
             value = value.decode()
         elif isinstance(value, list):
             value = [v.decode() if isinstance(v, bytes) else v for v in value]
         attrs[a.name] = value
-    layout = attrs.get("layout", 0)
-    if layout not in (0, 1):
-        raise ValueError(f"{where}: attribute layout must be 0 or 1, got {layout}")
+    for flag in _spec.FLAGS:
+        if attrs.get(flag, 0) not in (0, 1):
+            raise ValueError(f"{where}: attribute {flag} must be 0 or 1, got {attrs[flag]}")
     return attrs
 
 
@@ -93,9 +97,15 @@ def _check_shapes(arrays, attrs, op, D, where):
     return H
 
 
-def _dtype(W, dtype, where):
+def _dtype(arrays, dtype, where):
     if dtype is not None:
         return dtype
+    W = arrays["W"]
+    for key, arr in arrays.items():  # the spec's one type T for X, W, R, B, P
+        if arr.dtype != W.dtype:
+            raise ValueError(f"{where}: input {key} has dtype {arr.dtype} but W has "
+                             f"{W.dtype}; ONNX requires one type (or pass dtype= to "
+                             f"from_onnx to convert)")
     if W.dtype in (np.float32, np.float64):
         return W.dtype
     raise ValueError(f"{where}: weights of dtype {W.dtype}; nplstm computes in float32 or "

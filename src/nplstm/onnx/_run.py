@@ -103,7 +103,7 @@ def run_node(layer, X, sequence_lens=None, initial_h=None, initial_c=None):
         raise ValueError(f"X must be 3-D ({'[N, L, H_in]' if first else '[L, N, H_in]'}), "
                          f"got shape {X.shape}")
     N, D, H = X.shape[0 if first else 1], inner.num_directions, inner.hidden_size
-    states = [_state_in(s, n, first) for s, n in
+    states = [_state_in(s, n, first, (D, N, H)) for s, n in
               ((initial_h, "initial_h"), (initial_c, "initial_c"))[:1 + lstm]]
     lens = _lengths(sequence_lens, N, X.shape[1 if first else 0])
     keep = None if lens is None or lens.all() else np.flatnonzero(lens)
@@ -136,13 +136,17 @@ def _check_node_layer(layer):
                          f"proj_size={layer.proj_size}")
 
 
-def _state_in(s, name, batch_first):
+def _state_in(s, name, batch_first, shape):
+    """``initial_h``/``initial_c`` as ``(D, N, H)``, checked against ``shape`` (D, N, H)."""
     if s is None:
         return None
     s = to_numpy(s, name)
-    if s.ndim != 3:
-        raise ValueError(f"{name} must be 3-D ({'[N, D, H]' if batch_first else '[D, N, H]'})"
-                         f", got shape {s.shape}")
+    D, N, H = shape
+    want = (N, D, H) if batch_first else shape
+    if s.shape != want:
+        raise ValueError(f"{name} must have shape "
+                         f"{'[N, D, H]' if batch_first else '[D, N, H]'} = {list(want)}, "
+                         f"got shape {s.shape}")
     return s.transpose(1, 0, 2) if batch_first else s  # (D, N, H)
 
 

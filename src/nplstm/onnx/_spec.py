@@ -30,6 +30,13 @@ _COMMON = {"activation_alpha", "activation_beta", "activations", "clip", "direct
            "hidden_size", "layout"}
 ATTRIBUTES = {"LSTM": _COMMON | {"input_forget"}, "GRU": _COMMON | {"linear_before_reset"},
               "RNN": set(_COMMON)}
+#: Each attribute's type in the spec (names of ``onnx.AttributeProto.AttributeType``).
+ATTRIBUTE_TYPES = {"activation_alpha": "FLOATS", "activation_beta": "FLOATS",
+                   "activations": "STRINGS", "clip": "FLOAT", "direction": "STRING",
+                   "hidden_size": "INT", "layout": "INT", "input_forget": "INT",
+                   "linear_before_reset": "INT"}
+#: Integer attributes that are flags: the spec allows 0 or 1 only.
+FLAGS = ("layout", "input_forget", "linear_before_reset")
 FAMILY = {"LSTM": "lstm", "GRU": "gru", "RNN": "rnn"}
 DIRECTIONS = {"forward": 1, "reverse": 1, "bidirectional": 2}
 
