@@ -53,6 +53,10 @@ def _load(path):
     f = open_model_file(path)
     try:
         return _build(f, path)
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        # a config of the wrong JSON types (a list for an object, a missing key, ...)
+        raise ValueError(f"{path}: malformed Keras model config: {type(exc).__name__}: "
+                         f"{str(exc)[:200]}") from None
     finally:
         f.close()
 
@@ -64,6 +68,10 @@ def _build(f, path):
     for entry in entries:
         if entry.class_name == "InputLayer":
             continue
+        own = build.dtype_of(entry.config)
+        if dtype is not None and own != dtype:
+            raise NotImplementedError(f"layer {entry.name!r}: dtype {own} in a {dtype} "
+                                      "model: mixed dtypes are not supported")
         builder = build.BUILDERS.get(entry.class_name)
         if builder is None:
             raise NotImplementedError(f"layer {entry.name!r}: Keras layer class "
@@ -72,7 +80,7 @@ def _build(f, path):
             raise NotImplementedError(f"layer {entry.name!r} receives the mask of "
                                       f"{entry.mask_from!r} in the graph, not that of "
                                       f"{mask_from!r}: not supported")
-        dtype = dtype or build.dtype_of(entry.config)
+        dtype = own
         parts = build.PARTS.get(entry.class_name, ())
         path_in_file = f.path_of(entry.class_name) if isinstance(f, KerasArchive) else None
         weights = f.weights(path_in_file, entry.name, parts) if parts else []
