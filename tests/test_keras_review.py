@@ -210,3 +210,21 @@ def test_malformed_graph_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="malformed Keras model config: AttributeError"):
         nplstm.from_keras(rewrite(tmp_path, lambda c: layer(c, "lstm").update(
             inbound_nodes="x")))
+
+
+def test_weights_of_another_width_fail_at_load_naming_the_layer(tmp_path):
+    """A kernel for 4 features in a model whose input has 3: refused at load, not at
+    the first call (consistent in itself, so only the chain's widths show it)."""
+    path = rewrite(tmp_path, edit_weights=lambda f: _replace(
+        f, lambda f: f.__setitem__(KERNEL, np.ones((4, 20), np.float32))))
+    with pytest.raises(ValueError, match="layer 'lstm_3' \\(LSTM\\): its weights take 4 "
+                                         "features, but the layer before gives 3"):
+        nplstm.from_keras(path)
+
+    def dense(f):
+        del f["layers/dense/vars/0"]
+        f["layers/dense/vars/0"] = np.ones((7, 2), np.float32)
+
+    with pytest.raises(ValueError, match="layer 'dense' \\(Dense\\): its weights take 7 "
+                                         "features, but the layer before gives 6"):
+        nplstm.from_keras(rewrite(tmp_path, edit_weights=dense))

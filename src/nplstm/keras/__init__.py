@@ -14,6 +14,7 @@ import tempfile
 
 from ..sequential import Sequential
 from . import build, graph
+from . import layers as kl
 from .files import KerasArchive, open_model_file
 
 __all__ = ["from_keras"]
@@ -65,6 +66,7 @@ def _build(f, path):
     """Each layer of the chain built, its weights taken in Keras's order; all used."""
     entries = graph.chain(f.config)
     modules, names, mask_from, dtype = [], [], None, None
+    width = _input_width(entries)
     for entry in entries:
         if entry.class_name == "InputLayer":
             continue
@@ -89,6 +91,7 @@ def _build(f, path):
             raise NotImplementedError(f"output {entry.outputs} of layer {entry.name!r}, "
                                       "which has one output")
         mask_from = _mask_after(entry, module, mask_from)
+        width = _check_width(entry, module, width)
         modules.append(module)
         names.append((entry.name, module))
     for name, module in names[:-1]:
@@ -101,6 +104,39 @@ def _build(f, path):
         raise ValueError(f"{path}: weights no layer took: {unused[:6]}: the file does not "
                          "match its config")
     return Sequential(modules)
+
+
+def _input_width(entries):
+    """The model's feature count from its input shape (Keras 3 ``batch_shape`` of the
+    InputLayer, Keras 2 ``batch_input_shape`` of the first layer), or None."""
+    for key in ("batch_shape", "batch_input_shape"):
+        shape = entries[0].config.get(key) if entries else None
+        if isinstance(shape, list) and shape and isinstance(shape[-1], int):
+            return shape[-1]
+    return None
+
+
+def _check_width(entry, module, width):
+    """The feature count after this layer, checked against what its weights take, so
+    weights from another model fail here, naming the layer, not at the first call.
+
+    Raises:
+        ValueError: the layer's weights take another number of features.
+    """
+    inner = getattr(module, "inner", None)
+    if isinstance(module, kl.Reshape):
+        return None
+    if inner is None:  # Masking, Activation, Identity: features unchanged
+        return width
+    takes = inner.in_features if isinstance(module, kl.Dense) else inner.input_size
+    if width is not None and takes != width:
+        raise ValueError(f"layer {entry.name!r} ({entry.class_name}): its weights take "
+                         f"{takes} features, but the layer before gives {width}: the "
+                         "weights do not fit the model")
+    if isinstance(module, kl.Dense):
+        return inner.out_features
+    both = inner.bidirectional and module.merge_mode == "concat"
+    return inner.hidden_size * (2 if both else 1) if module.merge_mode else None
 
 
 #: Layers whose call takes Keras's mask: a graph gives it to them whenever one exists.
