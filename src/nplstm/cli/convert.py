@@ -75,8 +75,10 @@ def _run(args) -> int:
     if args.output is not None and suffix not in weights_io.WRITE_SUFFIXES:
         raise CLIError(f"{args.output}: cannot write {suffix or 'a file without a suffix'}; "
                        f"OUT must end in {' or '.join(weights_io.WRITE_SUFFIXES)}")
-    if not os.path.isfile(args.input):
+    if not os.path.exists(args.input):
         raise CLIError(f"{args.input}: no such file")
+    if os.path.isdir(args.input):
+        raise CLIError(f"{args.input}: is a directory, not a weight file")
     obj = weights_io.load_checkpoint(args.input)
     where, state_dict = weights_io.find_state_dict(obj, args.key, source=args.input)
     if args.list:

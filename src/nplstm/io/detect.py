@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import struct
 
 from ._common import WeightsFormatError, open_zip
@@ -34,9 +35,12 @@ def detect(path) -> str:
     """``"torch-zip"``, ``"torch-legacy"``, ``"safetensors"`` or ``"npz"``.
 
     Raises:
-        WeightsFormatError: empty, or none of these; the message says what the first
-            bytes looked like.
+        WeightsFormatError: empty, not a regular file (a FIFO or device, which a reader
+            could wait on or read forever), or none of these formats; the message says
+            what the first bytes looked like.
+        OSError: missing, a directory, unreadable.
     """
+    _check_regular(path)
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(64)
@@ -61,6 +65,21 @@ def detect(path) -> str:
         + (f", {looked}" if looked else "")
         + "; expected a torch.save file (zip 'PK' or legacy pickle), safetensors or .npz"
     )
+
+
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _check_regular(path) -> None:
+    """Refuse a FIFO, device or socket before opening it: opening a FIFO blocks until a
+    writer comes, and a device has no size to bound reads by. (Symlinks are followed;
+    directories fail with the OS's IsADirectoryError when opened.)"""
+    mode = os.stat(path).st_mode
+    for test, what in _SPECIAL:
+        if test(mode):
+            raise WeightsFormatError(f"{path}: {what}, not a regular file; nplstm reads "
+                                     "weight files it can seek in and size")
 
 
 def _zip_kind(path, size: int) -> str:

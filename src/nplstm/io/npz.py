@@ -16,13 +16,13 @@ import zipfile
 import numpy as np
 
 from ._common import (
+    _ZIP_ERRORS,
     WeightsFormatError,
     check_shape,
     check_zip_archive,
     native,
     numel,
     open_zip,
-    read_zip_entry,
 )
 from .pickle_vm import quote
 
@@ -53,20 +53,56 @@ def _key(info: zipfile.ZipInfo, path) -> str:
 
 
 def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray:
-    """Parse one ``.npy`` entry's header, check it, then read its data."""
+    """Parse one ``.npy`` entry's header, check it, then read its data.
+
+    The data is inflated straight into the array's buffer, a chunk at a time, so an
+    entry costs its own size once (not the entry's bytes plus a copy of them).
+    """
     what = f"{path}: array {quote(_key(info, path))}"
-    data = read_zip_entry(zf, info, path)
-    shape, fortran, dtype, offset = parse_npy_header(data, what)
-    nbytes = numel(shape) * dtype.itemsize
-    if len(data) - offset != nbytes:
-        raise WeightsFormatError(f"{what}: header says shape {shape} of {dtype} "
-                                 f"({nbytes} bytes), the entry holds {len(data) - offset}")
-    flat = np.frombuffer(data, dtype=dtype, count=numel(shape), offset=offset)
+    try:
+        buffer, shape, fortran, dtype = _inflate(zf, info, what)
+    except WeightsFormatError:
+        raise
+    except (OSError, *_ZIP_ERRORS) as exc:  # a seek or read that the damage sent astray
+        raise WeightsFormatError(f"{path}: cannot read zip entry {quote(info.filename)} "
+                                 f"({type(exc).__name__}: {quote(str(exc), 120)})") from None
+    flat = buffer.view(dtype)  # (numel,)
     if fortran:
-        array = flat.reshape(shape[::-1]).T  # (shape) in Fortran order
-    else:
-        array = flat.reshape(shape)
-    return native(np.array(array, order="C"))  # a writable, C-ordered copy
+        return native(np.array(flat.reshape(shape[::-1]).T, order="C"))  # (shape)
+    return native(flat.reshape(shape))  # (shape), C order, writable, its own buffer
+
+
+_CHUNK = 1 << 20
+
+
+def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str):
+    """``(buffer, shape, fortran, dtype)``: the header parsed, the data in a new buffer."""
+    with zf.open(info) as entry:
+        head = entry.read(12)  # magic, version, header length (numpy.lib.format)
+        fmt = "<H" if head[6:7] == b"\x01" else "<I"
+        start = 10 if fmt == "<H" else 12
+        length = struct.unpack_from(fmt, head, start - 2 if fmt == "<H" else 8)[0] \
+            if len(head) >= start else 0
+        head += entry.read(max(0, min(length, _MAX_HEADER + 1) + start - len(head)))
+        shape, fortran, dtype, offset = parse_npy_header(head, what)
+        nbytes = numel(shape) * dtype.itemsize
+        if info.file_size - offset != nbytes:
+            raise WeightsFormatError(f"{what}: header says shape {shape} of {dtype} "
+                                     f"({nbytes} bytes), the entry holds "
+                                     f"{info.file_size - offset}")
+        buffer = np.empty(nbytes, dtype=np.uint8)  # (nbytes,)
+        buffer[:len(head) - offset] = np.frombuffer(head, np.uint8, offset=offset)
+        filled = len(head) - offset
+        while filled < nbytes:
+            got = entry.readinto(memoryview(buffer)[filled:filled + _CHUNK])
+            if not got:
+                raise WeightsFormatError(f"{what}: the entry ends after {filled} of "
+                                         f"{nbytes} data bytes")
+            filled += got
+        if entry.read(1):
+            raise WeightsFormatError(f"{what}: the entry holds more than its "
+                                     f"{nbytes} data bytes")
+    return buffer, shape, fortran, dtype
 
 
 def parse_npy_header(data: bytes, what: str):

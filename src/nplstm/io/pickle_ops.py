@@ -34,7 +34,7 @@ def _proto(m: Machine):
 def _frame(m: Machine):
     size = m.unpack("<Q")
     if size > len(m.data) - m.pos:
-        m.fail(f"a frame of {size} bytes in {len(m.data) - m.pos} remaining")
+        m.fail_at_end(f"a frame of {size} bytes in {len(m.data) - m.pos} remaining")
 
 
 def _put(m: Machine, index: int):

@@ -45,6 +45,11 @@ _PLAIN_KEYS = (str, bytes, bool, type(None))
 _HASHABLE = _PLAIN_KEYS + (int, float, complex)
 
 
+class PickleEndsError(WeightsFormatError):
+    """The pickle runs past the end of the data given (a reader holding only a prefix of
+    the file may retry with more)."""
+
+
 class Resolver:
     """What a pickle's globals and persistent ids mean; subclassed by the torch reader.
 
@@ -116,9 +121,12 @@ class Machine:
     def fail(self, message: str):
         raise WeightsFormatError(f"{self.source}: {message}")
 
+    def fail_at_end(self, message: str):
+        raise PickleEndsError(f"{self.source}: {message}")
+
     def take(self, n: int) -> memoryview:
         if n < 0 or self.pos + n > len(self.data):
-            self.fail(f"pickle ends inside an opcode argument at byte {self.pos} "
+            self.fail_at_end(f"pickle ends inside an opcode argument at byte {self.pos} "
                       f"(needs {n} bytes, {len(self.data) - self.pos} left)")
         out = self.data[self.pos:self.pos + n]
         self.pos += n
@@ -130,7 +138,8 @@ class Machine:
     def line(self) -> str:
         end = bytes(self.data[self.pos:self.pos + 256]).find(b"\n")
         if end < 0:
-            self.fail(f"unterminated text argument at byte {self.pos}")
+            fail = self.fail_at_end if len(self.data) - self.pos < 256 else self.fail
+            fail(f"unterminated text argument at byte {self.pos}")
         text = bytes(self.take(end + 1)[:-1])
         try:
             return text.decode("ascii")
@@ -140,7 +149,7 @@ class Machine:
     def text(self, n: int) -> str:
         raw = self.take(n)
         try:
-            return str(raw, "utf-8", "surrogatepass")
+            return str(raw, "utf-8")  # strict: no lone surrogates (they cannot be saved)
         except UnicodeDecodeError as exc:
             self.fail(f"string at byte {self.pos - n} is not UTF-8 ({exc.reason})")
 
@@ -302,7 +311,7 @@ class Machine:
         data = self.data
         while True:
             if self.pos >= len(data):
-                self.fail(f"pickle ends at byte {self.pos} without STOP")
+                self.fail_at_end(f"pickle ends at byte {self.pos} without STOP")
             code = data[self.pos]
             self.pos += 1
             handler = table.get(code)

@@ -90,6 +90,8 @@ def _no_duplicates(pairs):
     for k, v in pairs:
         if k in obj:
             raise ValueError(f"duplicate key {quote(k)}")
+        if not k.isascii():  # "\ud800" is valid JSON but no UTF-8 text (RFC 8259 8.2)
+            k.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
         obj[k] = v
     return obj
 

@@ -22,15 +22,13 @@ format's (:mod:`nplstm.io.pickle_vm`).
 
 from __future__ import annotations
 
-import contextlib
-import mmap
 import os
 import struct
 
 import numpy as np
 
 from ._common import WeightsFormatError
-from .pickle_vm import Resolver, quote, run_pickle
+from .pickle_vm import PickleEndsError, Resolver, quote, run_pickle
 from .torch_pickle import unpickle
 from .torch_tensor import CopyBudget
 
@@ -51,6 +49,8 @@ def read_legacy(path) -> object:
 
     Same results and guarantees as :func:`nplstm.io.torch_pt.read_pt`; storage views
     (the legacy format's 6th persistent-id item) are read as runs of their storage.
+    The pickles are read into memory (a prefix of the file, grown until they fit), never
+    memory-mapped: a file truncated while it is read must not crash the process (SIGBUS).
 
     Raises:
         WeightsFormatError: a header pickle is not what torch writes, the storages do
@@ -58,20 +58,28 @@ def read_legacy(path) -> object:
         UnsafeWeightsError: the pickle names a global outside the allowlist.
     """
     size = os.path.getsize(path)
+    source = f"{path} [legacy (pre-1.6) torch.save]"
     with open(path, "rb") as f:
         if size == 0:
             raise WeightsFormatError(f"{path}: the file is empty")
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        try:
-            return _read(memoryview(mm), f, size, f"{path} [legacy (pre-1.6) torch.save]")
-        finally:
-            # An error's traceback may still hold views of the map: then it is closed
-            # when they go.
-            with contextlib.suppress(BufferError):
-                mm.close()
+        prefix = min(size, _FIRST_READ)
+        while True:
+            f.seek(0)
+            data = f.read(prefix)
+            try:
+                return _read(data, f, size, source)
+            except PickleEndsError:
+                if len(data) < prefix or prefix >= size:  # the file itself ends there
+                    raise
+                prefix = min(size, 4 * prefix)
 
 
-def _read(data: memoryview, f, size: int, source: str):
+# The pickles of a legacy file are read from its first bytes: this many at first, four
+# times more each time they run past them (so at most ~1.33x the pickles' size is read).
+_FIRST_READ = 1 << 20
+
+
+def _read(data: bytes, f, size: int, source: str):
     start = _check_header(data, source)
     budget = CopyBudget(size)
     _, end, dry = unpickle(data, _no_storage, "<", source, budget, start, dry=True)
@@ -79,7 +87,7 @@ def _read(data: memoryview, f, size: int, source: str):
     if type(keys) is not list or not all(type(k) is str for k in keys):
         raise WeightsFormatError(f"{source}: the storage key list is {quote(keys)}, "
                                  "expected a list of strings")
-    layout = _layout(data, keys, dry.itemsizes, end, size, source)
+    layout = _layout(f, keys, dry.itemsizes, end, size, source)
 
     def read_storage(key: str, nbytes: int) -> np.ndarray:
         return _read_storage(f, layout, key, nbytes, source)
@@ -99,7 +107,7 @@ def _no_storage(key, nbytes):  # pragma: no cover - the dry run reads nothing
     raise AssertionError("the dry run reads no storage")
 
 
-def _check_header(data: memoryview, source: str) -> int:
+def _check_header(data: bytes, source: str) -> int:
     """Run the magic number, protocol and sys_info pickles; return where the object starts."""
     plain = _Plain(source)
     magic, end = run_pickle(data, plain, source, 0)
@@ -117,16 +125,18 @@ def _check_header(data: memoryview, source: str) -> int:
     return end
 
 
-def _layout(data, keys, itemsizes, pos: int, size: int, source: str) -> dict:
+def _layout(f, keys, itemsizes, pos: int, size: int, source: str) -> dict:
     """``key -> (offset, nbytes)`` of each storage's bytes, checked against the file."""
     layout = {}
     for key in keys:
         if key in layout or key not in itemsizes:
             why = "twice" if key in layout else "but the pickle never uses it"
             raise WeightsFormatError(f"{source}: storage {quote(key)} is listed {why}")
-        if pos + 8 > size:
+        f.seek(pos)
+        head = f.read(8)
+        if pos + 8 > size or len(head) < 8:
             raise WeightsFormatError(f"{source}: the file ends before storage {quote(key)}")
-        (count,) = struct.unpack_from("<q", data, pos)
+        (count,) = struct.unpack("<q", head)
         nbytes = count * itemsizes[key]
         if count < 0 or pos + 8 + nbytes > size:
             raise WeightsFormatError(

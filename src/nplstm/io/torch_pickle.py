@@ -126,11 +126,13 @@ class TorchResolver(Resolver):
         value = _value_name(module, name)
         if value is not None:
             return Global(full, value=value)
+        hint = ("torch.save(model.state_dict(), 'weights.pt')" if module.split(".")[0] != "numpy"
+                else "NumPy arrays as tensors, torch.save({k: torch.from_numpy(v), ...}), "
+                "or as an .npz file")
         raise UnsafeWeightsError(
             f"{self._source}: refusing to load global {_global_name(module, name)}: the "
             "pickle may run code, and nplstm only rebuilds tensors and plain containers. If "
-            "you trust the file, load it with torch and save just the weights: "
-            "torch.save(model.state_dict(), 'weights.pt')"
+            f"you trust the file, load it with torch and save just the weights: {hint}"
         )
 
     def call(self, glob: Global, args: tuple):
@@ -140,8 +142,10 @@ class TorchResolver(Resolver):
             raise WeightsFormatError(f"{self._source}: {glob.name} is not callable")
         try:
             return function(*args)
-        except WeightsFormatError:
-            raise
+        except WeightsFormatError as exc:  # name the file, once
+            if str(exc).startswith(self._source):
+                raise
+            raise type(exc)(f"{self._source}: {exc}") from None
         except (TypeError, ValueError, OverflowError) as exc:  # wrong count, absurd values
             raise WeightsFormatError(f"{self._source}: {glob.name}: bad arguments "
                                      f"({quote(args)}): {quote(str(exc), 200)}") from None
@@ -170,10 +174,12 @@ class TorchResolver(Resolver):
                 return _UnsupportedStorage(name)
             raise WeightsFormatError(f"{self._source}: malformed storage id {quote(pid)}: "
                                      f"{quote(kind)} is not a storage type")
-        root = self._root(key, TorchDtype(dtype), location, count)
+        root = self._root(key, TorchDtype(dtype), location, count,
+                          typed=not kind.endswith(".UntypedStorage"))
         return _StorageRef(root if view is None else self._view(root, view))
 
-    def _root(self, key: str, dtype: TorchDtype, location: str, count: int):
+    def _root(self, key: str, dtype: TorchDtype, location: str, count: int,
+              typed: bool = True):
         if self.dry:  # the legacy format's first pass: learn the element size
             itemsize = dtype.numpy("<").itemsize
             if self.itemsizes.setdefault(key, itemsize) != itemsize:
@@ -183,6 +189,13 @@ class TorchResolver(Resolver):
         if key not in self._storages:
             data = self._read_storage(key, count * dtype.numpy("<").itemsize)  # (nbytes,) uint8
             self._storages[key] = Storage(key, dtype, location, data)
+        elif typed and self._storages[key].dtype != dtype:  # torch.save refuses this
+            # (an UntypedStorage comes with _rebuild_tensor_v3, which names its dtype)
+            raise WeightsFormatError(
+                f"{self._source}: storage {quote(key)} is given two dtypes, "
+                f"{self._storages[key].dtype.name} and {dtype.name}; torch.save refuses "
+                "to save tensors that view one storage as different types"
+            )
         return self._storages[key]
 
     def _view(self, root, view):
