@@ -35,9 +35,13 @@ def from_keras(source):
         the output is what ``model.predict`` returns (a list for several outputs).
 
     Raises:
-        FileNotFoundError: no such file. ValueError: not a Keras model file, or
-        weights that do not fit the layers. NotImplementedError: a layer, option or
-        model structure that is not supported (named). ImportError: h5py missing.
+        FileNotFoundError: no such file. ValueError: not a Keras model file, a
+        malformed one (invalid JSON, wrong JSON types, non-boolean flags), one whose
+        HDF5 links or datasets point outside it, a zip bomb, or weights that do not
+        fit the layers (non-float, wrong shape, wrong width). Nothing from the file
+        is run or imported. NotImplementedError: a layer, option, dtype, custom
+        object or model structure that is not supported (named). ImportError: h5py
+        missing.
     """
     if hasattr(source, "get_config") and hasattr(source, "save"):
         with tempfile.TemporaryDirectory() as tmp:
