@@ -228,3 +228,28 @@ def test_weights_of_another_width_fail_at_load_naming_the_layer(tmp_path):
     with pytest.raises(ValueError, match="layer 'dense' \\(Dense\\): its weights take 7 "
                                          "features, but the layer before gives 6"):
         nplstm.from_keras(rewrite(tmp_path, edit_weights=dense))
+
+
+def _weight_names_missing(f):
+    group = f["model_weights"]
+    name = next(k for k in group if len(group[k].attrs.get("weight_names", [])))
+    group[name].attrs["weight_names"] = [b"missing/w:0"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: f["model_weights"].attrs.__delitem__("layer_names"),
+     "must list its layer groups in a layer_names attribute; missing: layer_names"),
+    (lambda f: f.__delitem__("model_weights"), "missing: layer_names"),
+    (lambda f: f["model_weights"].attrs.__setitem__("layer_names", [b"nope"]),
+     r"missing: \['nope'\]"),
+    (lambda f: f.attrs.__setitem__("model_config", "{"), "model_config is not valid JSON"),
+    (lambda f: f.attrs.__setitem__("model_config", 5), "must be a JSON object"),
+    (_weight_names_missing, r"the file lists weights it does not hold: \['missing/w:0'\]"),
+])
+def test_malformed_legacy_h5(tmp_path, edit, message):
+    path = tmp_path / "m.h5"
+    shutil.copy(os.path.join(HERE, "masked_stack.h5"), path)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    with pytest.raises(ValueError, match=message):
+        nplstm.from_keras(path)

@@ -222,8 +222,14 @@ class KerasH5(KerasFile):
         super().__init__(config, _text(self._h5.attrs.get("keras_version", "2.0.0")))
         group = self._h5.get("model_weights", self._h5)
         self._group = group
-        self._layers = [_text(n) for n in group.attrs["layer_names"]
-                        if len(group[_text(n)].attrs.get("weight_names", []))]
+        names = [_text(n) for n in group.attrs.get("layer_names", [])]
+        missing = [n for n in names if not isinstance(group.get(n), _h5py().Group)]
+        if "layer_names" not in group.attrs or missing:
+            self._h5.close()
+            raise ValueError(f"{path}: the weights group must list its layer groups in a "
+                             f"layer_names attribute; missing: "
+                             f"{missing[:4] if missing else 'layer_names'}")
+        self._layers = [n for n in names if len(group[n].attrs.get("weight_names", []))]
         self._next = 0
 
     def weights(self, path, layer_name, parts):
@@ -233,8 +239,12 @@ class KerasH5(KerasFile):
                              f"layers with weights (it has {len(self._layers)})")
         group = self._group[self._layers[self._next]]
         self._next += 1
-        return [read_array(group[_text(n)], layer_name, self._limit)
-                for n in group.attrs["weight_names"]]
+        names = [_text(n) for n in group.attrs["weight_names"]]
+        absent = [n for n in names if n not in group]
+        if absent:
+            raise ValueError(f"layer {layer_name!r}: the file lists weights it does not hold: "
+                             f"{absent[:4]}")
+        return [read_array(group[n], layer_name, self._limit) for n in names]
 
     def unused(self):
         return self._layers[self._next:]
