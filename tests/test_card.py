@@ -90,7 +90,8 @@ def test_card_shows_the_traced_values():
     f = trace.step(2, 1, 1, 1)["f"]
     want = f"{f[0]:.3f} {f[1]:.3f} …".replace("-", "−")
     assert strings.count(want) == 2  # in the forget gate's box and in the table
-    assert "weight_ih[7:14], weight_hh[7:14]" in strings and "(2, 7)" in strings
+    assert "weight_{ih,hh}_l1_reverse[7:14]" in strings  # the traced layer's own keys
+    assert "(2, 7)" in strings
     assert any("step t=2, sequence 1, layer 1, reverse" in s for s in strings)
 
 

@@ -39,9 +39,10 @@ def _x(steps, input_size):
 
 
 def _final_h(out):
-    """The numbers on the demo's ``final h:`` line, per-gate column."""
+    """The numbers on the demo's ``final h:`` line, nplstm.gates column."""
     line = next(x for x in out.splitlines() if x.startswith("final h:"))
-    return np.array([float(v) for v in re.search(r"per-gate \[([^\]]*)\]", line)[1].split()])
+    return np.array([float(v) for v in
+                     re.search(r"nplstm\.gates \[([^\]]*)\]", line)[1].split()])
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

@@ -47,8 +47,11 @@ def test_proj_size_errors():
         nplstm.LSTM(3, 5, proj_size=5)
     with pytest.raises(ValueError, match="proj_size must be an integer >= 0, got -1"):
         nplstm.LSTM(3, 5, proj_size=-1)
-    with pytest.raises(TypeError, match="unexpected keyword argument 'proj_size'"):
-        nplstm.GRU(3, 5, proj_size=2)
+    for cls in (nplstm.GRU, nplstm.RNN):  # PyTorch's error, word for word
+        with pytest.raises(ValueError, match="proj_size argument is only supported for "
+                                             "LSTM, not RNN or GRU"):
+            cls(3, 5, proj_size=2)
+        assert cls(3, 5, proj_size=0).hidden_size == 5
 
 
 def test_nonlinearity_error():

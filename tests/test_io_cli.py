@@ -86,7 +86,7 @@ ERRORS = {
     "unsafe": (["EVIL", "--list"], "refusing to load global 'os.system'"),
     "corrupt": (["NOISE", "--list"], "not a torch.save zip archive"),
     "missing output directory": (["IN", "nodir/out.npz"],
-                                 "nodir does not exist: '{tmp}/nodir/out.npz'"),
+                                 "{tmp}/nodir/out.npz: there is no folder {tmp}/nodir"),
 }
 
 

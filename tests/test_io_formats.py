@@ -449,7 +449,7 @@ def test_find_state_dict(obj, key, path):
     ({"model": A}, "model/w", "key 'model/w' is not a dict of tensors; it is a single"),
     ({"model": np.ones(2)}, "model/w", "no key 'w' in model; model is a single tensor"),
     ({"model": {"w": np.ones(1), "epoch": 3}}, "model", r"not tensors: 'epoch' \(int\)"),
-    ({"model": 3}, "model", "it is a int"),
+    ({"model": 3}, "model", "it is an int"),
     ({"model": A}, "", "key must be a non-empty string"),
 ])
 def test_find_state_dict_errors(obj, key, message):

@@ -130,8 +130,10 @@ def test_dropout_eval_is_identity_and_train_zeroes():
     """Dropout acts between layers in training mode only, scaling by 1/(1-p)."""
     ours, theirs = twin("lstm", 3, 5, num_layers=2, dropout=0.5, dtype=np.float64)
     x = np.random.default_rng(0).standard_normal((6, 2, 3))
+    assert ours.training and theirs.training  # a new module trains, in both
+    ours.eval()
     theirs.eval()
-    assert_close(ours(x)[0], theirs(T(x))[0], np.float64)  # eval is the default
+    assert_close(ours(x)[0], theirs(T(x))[0], np.float64)
     ours.train()
     assert ours.training
     a, b = ours(x)[0], ours(x)[0]

@@ -147,7 +147,7 @@ def test_numba_and_numpy_engines_agree(kind, kwargs, dtype, schedule, monkeypatc
     assert ours.engine == "numpy"
     ref = ours(x, lengths=[50, 20, 3])
     assert_close(fast, ref, dtype)
-    tr = ours.trace(x, lengths=[50, 20, 3])  # the NumPy path, whatever the engine
+    tr = ours.trace(x, lengths=[50, 20, 3])  # the NumPy path's trace
     np.testing.assert_array_equal(tr.output, ref[0])
 
 

@@ -14,6 +14,7 @@ def test_compile_reports_every_kernel(capsys):
     out = capsys.readouterr().out
     assert "numba" in out and "cache:" in out
     for name in ("lstm whole loop (float64)", "lstm-proj elementwise (float64)",
+                 "lstm-proj elementwise, traced (float64)", "gru whole loop, traced (float64)",
                  "gru elementwise (float64)", "rnn whole loop (float64)"):
         assert name in out
     assert "float32" not in out.split("cache:")[1]

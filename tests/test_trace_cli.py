@@ -63,7 +63,7 @@ def test_input_files_lengths_and_save(tmp_path, capsys):
     rc, out, _ = _run(capsys, "trace", "--cell", "gru", "--input", str(tmp_path / "x.npy"),
                       "--batch-first", "--lengths", "6,4", "--batch", "1",
                       "--save", str(tmp_path / "t.npz"))
-    assert rc == 0 and "shape (6, 2, 3)" in out
+    assert rc == 0 and "x.npy, shape (2, 6, 3) (N, L, H_in), run time-major as (6, 2, 3)" in out
     assert "step 5 " in out and "past length 4 of sequence 1" in out
     trace = nplstm.Trace.load(tmp_path / "t.npz")
     layer = nplstm.demo.build("gru", 3, 3, 1, 1, 0, use_torch=False).layer
@@ -105,7 +105,7 @@ def test_weights_file(tmp_path, capsys):
     (["--input", "{bad}"], "expected a .npy or .csv"),
     (["--lengths", "a,b"], "bad --lengths"),
     (["--lengths", "9"], "lengths"),
-    (["--plot", "out.jpg"], "expected a .png, .svg or .pdf"),
+    (["--plot", "out.jpg"], "--plot out.jpg: expected a file name ending in .png, .svg, .pdf"),
     (["--precision", "40"], "--precision"),
     (["--hidden-size", "0"], "--hidden-size must be >= 1"),
 ])
@@ -295,7 +295,7 @@ def test_card_cli_words_and_units(tmp_path, capsys, monkeypatch):
     seen = []
     monkeypatch.setattr(card, "draw", lambda *a, **kw: seen.append(kw["units"]) or
                         __import__("matplotlib.figure").figure.Figure())
-    for spec, want in (("2", [0, 1]), ("0:2", [0, 1]), ("3:6", [3, 4, 5]), ("1:6:2", [1, 3, 5]),
+    for spec, want in (("2", [2]), ("0:2", [0, 1]), (":2", [0, 1]), ("3:6", [3, 4, 5]), ("1:6:2", [1, 3, 5]),
                        ("-1:", [5])):
         rc, _, err = _run(capsys, "card", "--trace", str(tmp_path / "t.npz"), f"--units={spec}",
                           "-o", str(tmp_path / "c.png"))
@@ -303,8 +303,7 @@ def test_card_cli_words_and_units(tmp_path, capsys, monkeypatch):
         assert list(seen[-1]) == want, spec
     room = "selects 4 units, but a gate's box has room for 3 at --precision 2"
     for argv, message in ((["--units", "0:4"], room),
-                          (["--units", "7"], "N between 1 and 6"),
-                          (["--units=-1"], "for one unit K write K:K+1"),
+                          (["--units", "7"], "--units 7: out of range, there are 6 (0..5)"),
                           (["--units", "0:2", "--precision", "9"], "--precision must be"),
                           (["--units", "x"], "bad --units 'x'")):
         rc, _, err = _run(capsys, "card", "--trace", str(tmp_path / "t.npz"), *argv, "-o",
@@ -316,8 +315,8 @@ def test_card_cli_words_and_units(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["card", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "same START:STOP" in help_text and "a plain integer N means the first N units (0:N)" \
-        in help_text
+    assert "an integer K is unit K alone" in help_text and "the first N units are :N" \
+        in help_text  # one meaning, as in trace
 
 
 def test_plot_of_a_projected_h_follows_the_tables(tmp_path, capsys):

@@ -7,10 +7,12 @@
 ((7, 2, 5), (2, 2, 5), (2, 2, 5))
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import gates, grad, losses, optim
 from .cell_modules import GRUCell, Linear, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN
-from .module import IncompatibleKeys
+from .module import IncompatibleKeys, InputError
 from .sequential import Sequential
 from .trace import Trace
 
@@ -22,11 +24,14 @@ __all__ = [
     "RNN",
     "GRUCell",
     "IncompatibleKeys",
+    "InputError",
     "LSTMCell",
     "Linear",
     "RNNCell",
     "Sequential",
     "Trace",
+    "UnsafeWeightsError",
+    "WeightsFormatError",
     "__version__",
     "from_keras",
     "from_onnx",
@@ -40,9 +45,15 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
+if TYPE_CHECKING:  # imported lazily below; type checkers read them from here
+    from .io import UnsafeWeightsError, WeightsFormatError, load_weights, save_weights
+
+_FROM_IO = ("load_weights", "save_weights", "UnsafeWeightsError", "WeightsFormatError")
+
+
+def __getattr__(name: str) -> Any:
     # Weight files: imported on first use so `import nplstm` stays light.
-    if name in ("load_weights", "save_weights"):
+    if name in _FROM_IO:
         from . import io
 
         return getattr(io, name)
@@ -56,3 +67,8 @@ def __getattr__(name):
         module = importlib.import_module(".onnx", __name__)
         return module if name == "onnx" else module.from_onnx
     raise AttributeError(f"module 'nplstm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names too, so tab completion and dir() find them.
+    return sorted(set(globals()) | set(__all__))

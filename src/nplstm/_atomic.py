@@ -160,7 +160,7 @@ def remove_stale_temporaries(directory: str, name: str) -> list[str]:
     """Remove ``.name.<pid>.<hex>.tmp`` files of processes that are gone (and older
     ``.name.<hex>.tmp`` ones untouched for an hour); return what was removed."""
     pattern = re.compile(re.escape(f".{name}.") + r"(?:(\d+)\.)?[0-9a-f]{8}\.tmp")
-    removed = []
+    removed: list[str] = []
     try:
         entries = os.listdir(directory)
     except OSError:

@@ -29,6 +29,7 @@ import importlib
 import importlib.util
 import os
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -41,9 +42,19 @@ CHOICES = ("auto", "numpy", "numba")
 #: take their products from BLAS (measured with ``nplstm bench``).
 SMALL_BATCH = 4
 
-_resolved = {}
-_available = []
-_kernels = []
+_resolved: dict[Any, Any] = {}  # NPLSTM_ENGINE's raw value (None when unset) -> compiled?
+# enabled() runs on every call, a stream's too: os.environ.get costs a raised and
+# caught KeyError when the variable is unset (~1-2 µs). CPython's os.environ keeps
+# the process environment in a plain dict, ``_data`` (bytes keys on POSIX, str on
+# Windows), which setting or deleting os.environ's items keeps current (as it
+# keeps os.environ.get's answers); read that when present, else the mapping.
+_environ_get = getattr(getattr(os.environ, "_data", None), "get", None)
+try:
+    _ENV_KEY = os.environ.encodekey(ENV)
+except AttributeError:  # not CPython's os.environ
+    _environ_get = None
+_available: list[Any] = []
+_kernels: list[Any] = []
 _NO_LENGTHS = np.zeros(0, np.int64)
 
 
@@ -66,9 +77,10 @@ def enabled():
     Raises ValueError for an unknown ``NPLSTM_ENGINE`` and ImportError for
     ``NPLSTM_ENGINE=numba`` without numba installed.
     """
-    value = os.environ.get(ENV, "")
-    use = _resolved.get(value)
+    raw = _environ_get(_ENV_KEY, None) if _environ_get else os.environ.get(ENV)
+    use = _resolved.get(raw)
     if use is None:
+        value = os.environ.get(ENV, "")  # the decoded str (raw may be bytes)
         choice = value.strip().lower() or "auto"
         if choice not in CHOICES:
             raise ValueError(f"environment variable {ENV} must be one of {', '.join(CHOICES)}"
@@ -76,7 +88,7 @@ def enabled():
         if choice == "numba" and not available():
             raise ImportError(f"{ENV}=numba needs numba, which is not installed: "
                               "pip install 'nplstm[fast]'")
-        use = _resolved[value] = choice != "numpy" and available()
+        use = _resolved[raw] = choice != "numpy" and available()
     return use
 
 
@@ -123,15 +135,16 @@ def compiled(w):
     return cw
 
 
-def _seq(K, family, cw, x, state0, state, y, reverse, lens, t0):
+def _seq(K, family, cw, x, state0, state, y, reverse, lens, t0, rec=None):
     """One compiled call over a chunk ``x (T, N, H_in)`` from ``state0`` to ``state``
-    (may be the same arrays; see :mod:`nplstm._numba_kernels`)."""
+    (may be the same arrays; see :mod:`nplstm._numba_kernels`); ``rec (T, N, R*H)``
+    records the gates when given (the LSTM and GRU; the RNN's record is ``y``)."""
     if family is cells.LSTM:
         K.lstm_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, state0[0], state0[1], state[0],
-                   state[1], y, reverse, lens, t0)
+                   state[1], y, reverse, lens, t0, rec)
     elif family is cells.GRU:
         K.gru_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, state0[0], state[0], y, reverse, lens,
-                  t0)
+                  t0, rec)
     else:
         K.rnn_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, state0[0], state[0], y, reverse, lens,
                   t0)
@@ -148,10 +161,15 @@ def _project(cw, x):
 # ------------------------------------------------------------------- runs --
 
 
-def run_direction(family, w, x, state, mask, reverse, final=None, y=None):
-    """:func:`nplstm.loop.run_direction` compiled (no recording): same arguments,
-    same results ``(y (L, N, H_out), final state tuple, None)``; ``y`` may be
-    given (an array to write the output into).
+def run_direction(family, w, x, state, mask, reverse, final=None, y=None, record=False):
+    """:func:`nplstm.loop.run_direction` compiled: same arguments, same results
+    ``(y (L, N, H_out), final state tuple, rec)``; ``y`` may be given (an array
+    to write the output into).
+
+    With ``record``, ``rec`` maps each gate and state name to ``(L, N, H)``
+    (zero past a length), as the NumPy path records, else None. A recorded run
+    takes the kernels of the unrecorded one, compiled with extra writes only,
+    so its outputs and states are bit for bit the call's.
 
     A one-step call takes exactly the path a sequence of the same batch size
     takes, so streaming and whole sequences give identical numbers.
@@ -164,6 +182,8 @@ def run_direction(family, w, x, state, mask, reverse, final=None, y=None):
         np.copyto(f, s)  # (N, H); an unbatched (H,) broadcasts to (1, H)
     if y is None:
         y = np.empty((L, N, final[0].shape[-1]), x.dtype)  # (L, N, H_out)
+    recorded = K.RECORDED[family.name] if record else ()
+    rec = np.empty((L, N, len(recorded) * w.H), x.dtype) if recorded else None  # (L, N, R*H)
     lens = _NO_LENGTHS if mask is None else mask[:, :, 0].sum(0, dtype=np.int64)  # (N,)
     size = cells.chunk_steps(w, N)
     starts = range(0, L, size)
@@ -173,14 +193,23 @@ def run_direction(family, w, x, state, mask, reverse, final=None, y=None):
             xs = np.ascontiguousarray(x[start:stop])  # (T, N, H_in)
             if not xs.flags.writeable:  # a read-only array is another type: another compile
                 xs = xs.copy()
-            _seq(K, family, cw, xs, final, final, y[start:stop], reverse, lens, start)
+            _seq(K, family, cw, xs, final, final, y[start:stop], reverse, lens, start,
+                 None if rec is None else rec[start:stop])
         else:
             _gemm_steps(K, family, cw, _project(cw, x[start:stop]), final, y, reverse, lens,
-                        start)
-    return y, final, None
+                        start, rec)
+    return y, final, _records(family, recorded, rec, y, w.H) if record else None
 
 
-def _gemm_steps(K, family, cw, xp, state, y, reverse, lens, start):
+def _records(family, recorded, rec, y, H):
+    """``{name: (L, N, H)}`` in the NumPy path's order (gates, then states) from a
+    recording kernel's ``rec (L, N, R*H)`` and the output ``y``, which is ``h``."""
+    out = {name: rec[:, :, j * H:(j + 1) * H] for j, name in enumerate(recorded)}  # views
+    out["h"] = y.copy()  # (L, N, H_out): y is zero past a length, as the record
+    return {name: out[name] for name in family.gates + family.states}
+
+
+def _gemm_steps(K, family, cw, xp, state, y, reverse, lens, start, rec):
     """A large batch, step by step: ``h @ W_hh.T`` by BLAS, the rest compiled."""
     h = state[0]  # (N, H_out)
     N, GH = h.shape[0], xp.shape[2]
@@ -195,25 +224,29 @@ def _gemm_steps(K, family, cw, xp, state, y, reverse, lens, start):
         np.matmul(h, cw.W_hhT, ah)  # (N, G*H)
         if family is cells.LSTM:
             if proj:
-                K.lstm_cells(xp[s], ah, state[1], h_full, y, t, lens, False)
+                K.lstm_cells(xp[s], ah, state[1], h_full, y, t, lens, False, rec)
                 K.commit(np.matmul(h_full, cw.W_hrT, hp), h, y, t, lens)
             else:
-                K.lstm_cells(xp[s], ah, state[1], h, y, t, lens, True)
+                K.lstm_cells(xp[s], ah, state[1], h, y, t, lens, True, rec)
         elif family is cells.GRU:
-            K.gru_cells(xp[s], ah, cw.b_hn, h, y, t, lens)
+            K.gru_cells(xp[s], ah, cw.b_hn, h, y, t, lens, rec)
         else:
             K.rnn_cells(xp[s], ah, cw.relu, h, y, t, lens)
 
 
-def cell_step(family, w, x, state, new):
+def cell_step(family, w, x, state, new, record=None):
     """One step of one layer-direction into ``new``: x ``(N, H_in)``; state: None
     (zeros) or arrays that broadcast to ``(N, H)`` (h, then c); new: the output
-    arrays ``(N, H)``, C-contiguous. Returns new."""
+    arrays ``(N, H)``, C-contiguous. With ``record`` a dict, it is filled with the
+    gate activations, ``(N, H)`` each (as :func:`nplstm.loop.run_cell`). Returns new."""
     if state is None:
         for s in new:
             s.fill(0)
         state = new
-    run_direction(family, w, x[None], state, None, False, new, new[0][None])
+    rec = run_direction(family, w, x[None], state, None, False, new, new[0][None],
+                        record is not None)[2]
+    if record is not None:
+        record.update({name: rec[name][0].copy() for name in family.gates})  # (N, H)
     return new
 
 
@@ -233,9 +266,10 @@ def one_step(family, weights, x, states, h_n, c_n):
             cell_step(family, w, x, None if states is None else [s[k] for s in states], new)
             x = h_n[k]  # (N, H_out): the next layer's input
         return
-    K = kernels()
+    K = _kernels[0] if _kernels else kernels()
     xs = x[None]  # (1, N, H_in)
-    if not (xs.flags.c_contiguous and xs.flags.writeable):
+    flags = xs.flags
+    if not (flags.c_contiguous and flags.writeable):
         xs = xs.copy()  # one array type: no second compile
     if states is not None:
         states = [_usable(s if s.ndim == 3 else s[:, None]) for s in states]  # (layers, N, H)
@@ -246,10 +280,10 @@ def one_step(family, weights, x, states, h_n, c_n):
         if c_n is not None:
             c0 = _zeros(c_n[k]) if states is None else states[1][k]
             K.lstm_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, h0, c0, h, c_n[k], h[None],
-                       False, _NO_LENGTHS, 0)
+                       False, _NO_LENGTHS, 0, None)
         elif family is cells.GRU:
             K.gru_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, h0, h, h[None], False,
-                      _NO_LENGTHS, 0)
+                      _NO_LENGTHS, 0, None)
         else:
             K.rnn_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, h0, h, h[None], False,
                       _NO_LENGTHS, 0)
@@ -259,7 +293,8 @@ def one_step(family, weights, x, states, h_n, c_n):
 def _usable(a):
     """``a`` itself when C-contiguous and writable (the type the kernels were compiled
     for), else a copy that is."""
-    return a if a.flags.c_contiguous and a.flags.writeable else a.copy()
+    flags = a.flags
+    return a if flags.c_contiguous and flags.writeable else a.copy()
 
 
 def _zeros(like, _cache={}):  # noqa: B006 (a cache on purpose)
@@ -279,11 +314,13 @@ def engine():
 
 
 def precompile(dtypes=(np.float32, np.float64)):
-    """Compile (or load from numba's cache) every kernel a forward pass can use:
-    each family, dtype and schedule, with and without projection and lengths.
+    """Compile (or load from numba's cache) every kernel a forward pass or a trace
+    can use: each family, dtype and schedule, with and without projection, lengths
+    and recording.
     Returns ``{"kernel(dtype)": seconds}`` in the order compiled. Compiled code
     lands in numba's on-disk cache, so later processes start warm.
     """
+    import itertools
     import time
 
     from .layers import GRU, LSTM, RNN
@@ -295,15 +332,16 @@ def precompile(dtypes=(np.float32, np.float64)):
     for dtype in map(np.dtype, dtypes):
         for cls, kwargs in ((LSTM, {}), (LSTM, {"proj_size": 1}), (GRU, {}), (RNN, {})):
             layer = cls(3, 2, dtype=dtype, **kwargs)
-            for N in (1, SMALL_BATCH + 1):  # both schedules
-                start = time.perf_counter()
+            for N, record in itertools.product((1, SMALL_BATCH + 1), (False, True)):
+                start = time.perf_counter()  # both schedules, called and traced
                 x = np.zeros((2, N, 3), dtype)
                 run_direction(layer.family, layer._weights()[0][0], x,
                               (np.zeros((N, layer.output_size), dtype),
                                np.zeros((N, 2), dtype))[:len(layer.family.states)],
-                              np.ones((2, N, 1), bool), False)
+                              np.ones((2, N, 1), bool), False, record=record)
                 name = f"{cls.__name__.lower()}{'-proj' if kwargs else ''} " + (
-                    "whole loop" if N == 1 else "elementwise") + f" ({dtype.name})"
+                    "whole loop" if N == 1 else "elementwise") + (
+                    ", traced" if record else "") + f" ({dtype.name})"
                 times[name] = time.perf_counter() - start
     times["(kernels compiled)"] = sum(len(getattr(K, f).signatures) for f in (
         "lstm_seq", "gru_seq", "rnn_seq", "lstm_cells", "gru_cells", "rnn_cells", "commit"))

@@ -25,6 +25,14 @@ Three kernels per family:
 ``lens`` (int64 ``(N,)``, empty for none) masks steps ``t >= lens[n]`` as
 PyTorch's packed sequences do: state carried, output zero.
 
+Recording (for ``layer.trace``): the LSTM and GRU kernels take an optional
+``rec`` array, ``(T, N, R*H)`` (see :data:`RECORDED`), into which each step
+also writes its gate activations (and the LSTM's ``c``), zero past a length.
+numba compiles ``rec=None`` and ``rec`` given as two specialisations (the
+``rec is not None`` branches are pruned from the first): the same arithmetic,
+the second with extra writes only, so a trace reproduces the call bit for bit.
+The RNN records nothing here: its only activation is ``h``, the output.
+
 Activations: float64 uses libm (``math.exp``, ``math.tanh``). float32 uses a
 polynomial ``exp`` (Cephes ``expf``: ``e^x = 2^n e^r``, |r| <= ln2/2, a
 degree-7 polynomial, about 1 ulp) that vectorises, where libm's ``expf`` is one
@@ -55,6 +63,10 @@ _EXP_MAX = _F(88.0)
 _P = tuple(_F(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
                            4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
 _ONE32, _TWO32, _HALF32 = _F(1.0), _F(2.0), _F(0.5)
+
+#: What a recording kernel writes into ``rec``'s last axis, H values each, in
+#: this order (PyTorch's gate order); ``h`` is the output ``y`` itself.
+RECORDED = {"lstm": ("i", "f", "g", "o", "c"), "gru": ("r", "z", "n"), "rnn": ()}
 
 
 @intrinsic
@@ -176,10 +188,10 @@ def _project(x, W_ihT, b):
 
 
 @njit(**JIT)
-def lstm_seq(x, W_ihT, b, W_hhT, W_hrT, h0, c0, h, c, y, reverse, lens, t0):
+def lstm_seq(x, W_ihT, b, W_hhT, W_hrT, h0, c0, h, c, y, reverse, lens, t0, rec):
     """Whole LSTM time loop from ``h0 (N, H_out)``, ``c0 (N, H)`` (read only, and
     may be ``h``, ``c`` themselves) to the final ``h``, ``c``; ``y (T, N, H_out)``;
-    ``W_hrT (H, proj)`` or empty; step t is ``t0 + t``."""
+    ``W_hrT (H, proj)`` or empty; step t is ``t0 + t``; ``rec``: see :data:`RECORDED`."""
     h[:] = h0
     c[:] = c0
     T, N = x.shape[0], x.shape[1]
@@ -196,8 +208,12 @@ def lstm_seq(x, W_ihT, b, W_hhT, W_hrT, h0, c0, h, c, y, reverse, lens, t0):
         for n in range(N):
             if lens.shape[0] and t + t0 >= lens[n]:  # past its length: carry, output 0
                 y[t, n, :] = 0
+                if rec is not None:
+                    rec[t, n, :] = 0
                 continue
             a, p, cn, hf = ax[n], ah[n], c[n], hfull[n]
+            if rec is not None:
+                rn = rec[t, n]
             for k in range(H):  # rows o | i | f | g
                 o = sigmoid(a[k] + p[k])
                 i = sigmoid(a[H + k] + p[H + k])
@@ -206,6 +222,9 @@ def lstm_seq(x, W_ihT, b, W_hhT, W_hrT, h0, c0, h, c, y, reverse, lens, t0):
                 ck = f * cn[k] + i * g
                 cn[k] = ck
                 hf[k] = o * tanh(ck)
+                if rec is not None:  # PyTorch's order i | f | g | o, then c
+                    rn[k], rn[H + k], rn[2 * H + k], rn[3 * H + k], rn[4 * H + k] = \
+                        i, f, g, o, ck
             if W_hrT.shape[0]:
                 h[n] = 0
                 _axpy_rows(h[n:n + 1], W_hrT, hfull[n:n + 1])  # h = W_hr (o ⊙ tanh c)
@@ -215,7 +234,7 @@ def lstm_seq(x, W_ihT, b, W_hhT, W_hrT, h0, c0, h, c, y, reverse, lens, t0):
 
 
 @njit(**JIT)
-def gru_seq(x, W_ihT, b, W_hhT, b_hn, h0, h, y, reverse, lens, t0):
+def gru_seq(x, W_ihT, b, W_hhT, b_hn, h0, h, y, reverse, lens, t0, rec):
     """Whole GRU time loop (PyTorch's form) from ``h0`` to ``h`` (as :func:`lstm_seq`);
     ``b_hn (H,)`` stays inside r ⊙ (...)."""
     h[:] = h0
@@ -232,13 +251,19 @@ def gru_seq(x, W_ihT, b, W_hhT, b_hn, h0, h, y, reverse, lens, t0):
         for n in range(N):
             if lens.shape[0] and t + t0 >= lens[n]:  # past its length: carry, output 0
                 y[t, n, :] = 0
+                if rec is not None:
+                    rec[t, n, :] = 0
                 continue
             a, p, hn = ax[n], ah[n], h[n]
+            if rec is not None:
+                rn = rec[t, n]
             for k in range(H):  # rows r | z | n
                 r = sigmoid(a[k] + p[k])
                 z = sigmoid(a[H + k] + p[H + k])
                 nk = tanh(a[2 * H + k] + r * (p[2 * H + k] + b_hn[k]))
                 hn[k] = (hn[k] - nk) * z + nk  # PyTorch's form of (1 − z) n + z h
+                if rec is not None:
+                    rn[k], rn[H + k], rn[2 * H + k] = r, z, nk
             y[t, n, :] = hn
 
 
@@ -273,17 +298,22 @@ def rnn_seq(x, W_ihT, b, W_hhT, relu, h0, h, y, reverse, lens, t0):
 
 
 @njit(**JIT)
-def lstm_cells(xp, ah, c, hout, y, t, lens, write_y):
+def lstm_cells(xp, ah, c, hout, y, t, lens, write_y, rec):
     """One LSTM step's elementwise work: ``xp``, ``ah`` ``(N, 4H)`` (input part,
     ``h @ W_hh.T``); ``c`` updated in place; ``hout (N, H)`` gets o ⊙ tanh(c) (the
-    state h, or the unprojected h before W_hr); ``y[t]`` too when ``write_y``."""
+    state h, or the unprojected h before W_hr); ``y[t]`` too when ``write_y``;
+    ``rec[t]`` the gates and c when ``rec`` is given (see :data:`RECORDED`)."""
     N, H = c.shape
     for n in range(N):
         if lens.shape[0] and t >= lens[n]:
             if write_y:
                 y[t, n, :] = 0
+            if rec is not None:
+                rec[t, n, :] = 0
             continue
         a, b, cn, hn = xp[n], ah[n], c[n], hout[n]
+        if rec is not None:
+            rn = rec[t, n]
         for k in range(H):  # rows o | i | f | g
             o = sigmoid(a[k] + b[k])
             i = sigmoid(a[H + k] + b[H + k])
@@ -292,24 +322,34 @@ def lstm_cells(xp, ah, c, hout, y, t, lens, write_y):
             ck = f * cn[k] + i * g
             cn[k] = ck
             hn[k] = o * tanh(ck)
+            if rec is not None:
+                rn[k], rn[H + k], rn[2 * H + k], rn[3 * H + k], rn[4 * H + k] = \
+                    i, f, g, o, ck
         if write_y:
             y[t, n, :] = hn
 
 
 @njit(**JIT)
-def gru_cells(xp, ah, b_hn, h, y, t, lens):
-    """One GRU step's elementwise work (see :func:`gru_seq`); h in place, y[t] out."""
+def gru_cells(xp, ah, b_hn, h, y, t, lens, rec):
+    """One GRU step's elementwise work (see :func:`gru_seq`); h in place, y[t] out,
+    ``rec[t]`` the gates when given."""
     N, H = h.shape
     for n in range(N):
         if lens.shape[0] and t >= lens[n]:
             y[t, n, :] = 0
+            if rec is not None:
+                rec[t, n, :] = 0
             continue
         a, b, hn = xp[n], ah[n], h[n]
+        if rec is not None:
+            rn = rec[t, n]
         for k in range(H):
             r = sigmoid(a[k] + b[k])
             z = sigmoid(a[H + k] + b[H + k])
             nk = tanh(a[2 * H + k] + r * (b[2 * H + k] + b_hn[k]))
             hn[k] = (hn[k] - nk) * z + nk
+            if rec is not None:
+                rn[k], rn[H + k], rn[2 * H + k] = r, z, nk
         y[t, n, :] = hn
 
 

@@ -427,9 +427,22 @@ def format_table(results, markdown=False):
         row += [f"{ratios[o][c]:.2f}" if c in ratios.get(o, {}) else "-" for o, c in ratio_cols]
         row.append(f"{max(r['max_abs_diff'].values(), default=0.0):.1e}")
         rows.append(row)
+    note = _stream_note(results)
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + note
     widths = [max(len(x) for x in col) for col in zip(head, *rows)]
     fmt = "  ".join(f"{{:<{w}}}" if k == 0 else f"{{:>{w}}}" for k, w in enumerate(widths))
-    return "\n".join(fmt.format(*row) for row in [head] + rows)
+    return "\n".join(fmt.format(*row) for row in [head] + rows) + note
+
+
+def _stream_note(results):
+    """A line under the table saying what a stream row's time is: all T calls, not one."""
+    steps = sorted({r["T"] for r in results if r.get("mode") == "stream"})
+    if not steps:
+        return ""
+    calls = " or ".join(str(T) for T in steps)
+    return (f"\n\nstream rows: the time of all {calls} one-step calls together (state "
+            "carried), not of one call" + ("; ms per 1000 calls = µs per call"
+                                           if steps == [1000] else ""))
+

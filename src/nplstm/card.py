@@ -429,8 +429,11 @@ class _Card:
     def header(self, step, batch, layer, direction):
         t = self.trace
         self.text(12, 198, f"{self.cell.upper()} reference card", 22, fontweight="bold")
-        self.text(12, 189.5, f"one time step of torch.nn.{_TORCH[self.cell]}, gate by gate  ·  "
+        how = "gate by gate" if self.cell != "rnn" else "one block (an RNN has no gates)"
+        self.text(12, 189.5, f"one time step of torch.nn.{_TORCH[self.cell]}, {how}  ·  "
                   f"read from nplstm.gates, nplstm {__version__}", 8.5, color=GREY)
+        # a traced layer's own keys: weight_ih_l1_reverse, as in its state_dict
+        self.suffix = "" if t is None else f"_l{layer}" + ("_reverse" if direction else "")
         if t is not None:
             where = (f"values: step t={step}" + ("" if t.unbatched else f", sequence {batch}")
                      + f", layer {layer}, {('forward', 'reverse')[direction]}  ·  "
@@ -507,8 +510,9 @@ class _Card:
             if (self.cell, name) == ("lstm", "h"):
                 extra = f"weight_hr ({self.P}, {self.H})" if projected else (
                     "weight_hr (if proj_size)")
-            self.text(cols["rows"], yk, extra if r is None else
-                      f"weight_ih[{r}], weight_hh[{r}]", 7.5, family=MONO)
+            s = getattr(self, "suffix", "")  # a traced layer's keys, both in one name
+            keys = f"weight_{{ih,hh}}{s}[{r}]" if s else f"weight_ih[{r}], weight_hh[{r}]"
+            self.text(cols["rows"], yk, extra if r is None else keys, 7.5, family=MONO)
             self.text(cols["shape"], yk, shape(func, sizes, eq if projected else None), 8,
                       family=MONO)
             if self.values is not None:

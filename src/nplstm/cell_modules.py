@@ -8,11 +8,23 @@ The cells run the same fused step functions as the layers
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _numba, cells, general, loop
-from .module import Module, Nonlinearity, check_bool, check_gate_rows, check_size, to_numpy
+from .layers import unpack_single
+from .module import (
+    InputError,
+    Module,
+    Nonlinearity,
+    check_bool,
+    check_gate_rows,
+    check_size,
+    to_numpy,
+)
 from .options import (
     GRUOptionsMixin,
     LSTMOptionsMixin,
@@ -23,13 +35,20 @@ from .options import (
 )
 from .trace import Trace, layer_options
 
+if TYPE_CHECKING:
+    from .grad import Grads
 
-class _CellBase(Module):
+#: What a cell returns: ``h'`` (GRUCell, RNNCell) or ``(h', c')`` (LSTMCell).
+S = TypeVar("S")
+
+
+class _CellBase(Module, Generic[S]):
     family: cells.Family
     nonlinearity = Nonlinearity(changeable=True)
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *,
-                 dtype=np.float32, seed=None, **options):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 nonlinearity: str = "tanh", *, dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None, **options: Any) -> None:
         super().__init__(dtype=dtype, seed=seed)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
@@ -51,6 +70,7 @@ class _CellBase(Module):
         return shapes
 
     _optional_params = ("bias_ih", "bias_hh")
+    _first_key = "weight_ih"
 
     @classmethod
     def _config_from_keys(cls, keys, prefix):
@@ -69,7 +89,9 @@ class _CellBase(Module):
                                                        self._params, 0)
         return self._prepared
 
-    def __call__(self, input, hx=None):
+    def __call__(self, input: npt.ArrayLike, hx: Any = None) -> S:
+        """One step: input ``(N, H_in)`` or ``(H_in,)``; hx (h, or (h, c) for an
+        LSTMCell) ``(N, H)`` or ``(H,)``, zeros if None. Returns the new state."""
         fast = self._fast_step(input, hx)
         if fast is not None:
             return fast
@@ -121,14 +143,15 @@ class _CellBase(Module):
             cells.give_back(w, ws, N, dtype)
         return self._pack_state(tuple(s[0] for s in new) if unbatched else new)
 
-    def step_gates(self, input, hx=None):
+    def step_gates(self, input: npt.ArrayLike,
+                   hx: Any = None) -> tuple[S, dict[str, np.ndarray]]:
         """Like ``__call__`` and also return the gate activations as a dict."""
-        record = {}
+        record: dict[str, np.ndarray] = {}
         state, unbatched = self._step(input, hx, record)
         gates = {k: (v[0] if unbatched else v) for k, v in record.items()}
         return self._pack_state(state), gates
 
-    def trace(self, input, hx=None):
+    def trace(self, input: npt.ArrayLike, hx: Any = None) -> Trace:
         """Run one step like ``__call__`` and keep every gate: a :class:`Trace`.
 
         The trace has one layer, one direction and one step (``L = 1``), so its
@@ -136,10 +159,10 @@ class _CellBase(Module):
         arrays the cell returns (``output`` is ``h_n``), and ``h_0``/``c_0`` the
         states it started from, ``(1, N, H)`` (``(1, H)`` for one sample).
         """
-        record = {}
+        record: dict[str, np.ndarray] = {}
         state, unbatched, x, state0 = self._step(input, hx, record, full=True)
         if x.shape[0] == 0:
-            raise ValueError("trace needs at least one sample, got an empty batch")
+            raise InputError("trace needs at least one sample, got an empty batch")
         data = {k: v[None, None, None] for k, v in record.items()}  # (1, 1, 1, N, H)
         for name, s in zip(self.family.states, state):
             data[name] = s.reshape(1, 1, 1, *x.shape[:1], -1).copy()
@@ -153,7 +176,7 @@ class _CellBase(Module):
         trace._weights = dict(self._params)
         return trace
 
-    def backward(self, trace, grad_output):
+    def backward(self, trace: Trace, grad_output: Any) -> Grads:
         """Gradients of one step that :meth:`trace` recorded.
 
         ``grad_output``: dL/d the returned state, shaped like it (``(dh, dc)`` for
@@ -169,10 +192,10 @@ class _CellBase(Module):
         name = type(self).__name__
         x = to_numpy(input, "input")
         if x.ndim not in (1, 2):
-            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {x.ndim}D input "
+            raise InputError(f"{name}: Expected input to be 1D or 2D, got {x.ndim}D input "
                              f"of shape {x.shape}")
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"input has inconsistent input_size: got {x.shape[-1]} "
+            raise InputError(f"input has inconsistent input_size: got {x.shape[-1]} "
                              f"expected {self.input_size}")
         unbatched = x.ndim == 1
         x = np.asarray(x, dtype=self.dtype).reshape(-1, self.input_size)  # (N, H_in)
@@ -193,19 +216,19 @@ class _CellBase(Module):
         for name, part in zip(self.family.states, parts):
             arr = to_numpy(part, f"hx ({name})")
             if arr.shape != shape:
-                raise ValueError(f"{type(self).__name__}: expected {name} of shape {shape} "
+                raise InputError(f"{type(self).__name__}: expected {name} of shape {shape} "
                                  f"for input of batch size {'(unbatched)' if unbatched else N}"
                                  f", got {arr.shape}")
             out.append(np.asarray(arr, dtype=self.dtype).reshape(N, self.hidden_size))
         return tuple(out)
 
     def _unpack_state(self, hx):
-        return (hx,)
+        return (unpack_single(hx, type(self).__name__, "h"),)
 
     def _pack_state(self, state):
         return state[0]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         s = f"{type(self).__name__}({self.input_size}, {self.hidden_size}"
         if not self.bias:
             s += ", bias=False"
@@ -215,7 +238,7 @@ class _CellBase(Module):
         return s + ("" if self.dtype == np.float32 else f", dtype={self.dtype.name}") + ")"
 
 
-class LSTMCell(LSTMOptionsMixin, _CellBase):
+class LSTMCell(LSTMOptionsMixin, _CellBase[tuple[np.ndarray, np.ndarray]]):
     """One LSTM step, identical to ``torch.nn.LSTMCell``: ``h', c' = cell(x, (h, c))``.
 
     input ``(N, H_in)`` or ``(H_in,)``; h, c ``(N, H)`` or ``(H,)``, zeros if omitted.
@@ -227,9 +250,13 @@ class LSTMCell(LSTMOptionsMixin, _CellBase):
 
     family = cells.LSTM
 
-    def __init__(self, input_size, hidden_size, bias=True, *, peepholes=False, clip=None,
-                 input_forget=False, activations=None, activation_alpha=None,
-                 activation_beta=None, dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
+                 peepholes: bool = False, clip: float | None = None,
+                 input_forget: bool = False, activations: Sequence[str] | None = None,
+                 activation_alpha: Sequence[float | None] | None = None,
+                 activation_beta: Sequence[float | None] | None = None,
+                 dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed,
                          peepholes=peepholes, clip=clip, input_forget=input_forget,
                          activations=activations, activation_alpha=activation_alpha,
@@ -248,7 +275,7 @@ class LSTMCell(LSTMOptionsMixin, _CellBase):
         return state[0], state[1]
 
 
-class GRUCell(GRUOptionsMixin, _CellBase):
+class GRUCell(GRUOptionsMixin, _CellBase[np.ndarray]):
     """One GRU step, identical to ``torch.nn.GRUCell``: ``h' = cell(x, h)``.
 
     Keyword-only options as :class:`nplstm.GRU` (``linear_before_reset``, ``clip``,
@@ -257,16 +284,20 @@ class GRUCell(GRUOptionsMixin, _CellBase):
 
     family = cells.GRU
 
-    def __init__(self, input_size, hidden_size, bias=True, *, linear_before_reset=True,
-                 clip=None, activations=None, activation_alpha=None, activation_beta=None,
-                 dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *,
+                 linear_before_reset: bool = True, clip: float | None = None,
+                 activations: Sequence[str] | None = None,
+                 activation_alpha: Sequence[float | None] | None = None,
+                 activation_beta: Sequence[float | None] | None = None,
+                 dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         super().__init__(input_size, hidden_size, bias, dtype=dtype, seed=seed,
                          linear_before_reset=linear_before_reset, clip=clip,
                          activations=activations, activation_alpha=activation_alpha,
                          activation_beta=activation_beta)
 
 
-class RNNCell(OptionsMixin, _CellBase):
+class RNNCell(OptionsMixin, _CellBase[np.ndarray]):
     """One Elman RNN step, identical to ``torch.nn.RNNCell``: ``h' = cell(x, h)``.
 
     Keyword-only options as :class:`nplstm.RNN` (``clip``, ``activations``).
@@ -274,9 +305,13 @@ class RNNCell(OptionsMixin, _CellBase):
 
     family = cells.RNN
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", *, clip=None,
-                 activations=None, activation_alpha=None, activation_beta=None,
-                 dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 nonlinearity: str = "tanh", *, clip: float | None = None,
+                 activations: Sequence[str] | None = None,
+                 activation_alpha: Sequence[float | None] | None = None,
+                 activation_beta: Sequence[float | None] | None = None,
+                 dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         super().__init__(input_size, hidden_size, bias, nonlinearity, dtype=dtype, seed=seed,
                          clip=clip, activations=activations,
                          activation_alpha=activation_alpha, activation_beta=activation_beta)
@@ -288,7 +323,9 @@ class Linear(Module):
     Init as PyTorch: weight and bias ~ U(−1/√in_features, 1/√in_features).
     """
 
-    def __init__(self, in_features, out_features, bias=True, *, dtype=np.float32, seed=None):
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         super().__init__(dtype=dtype, seed=seed)
         self.in_features = check_size("in_features", in_features)
         self.out_features = check_size("out_features", out_features)
@@ -296,6 +333,7 @@ class Linear(Module):
         self._init_params(1.0 / math.sqrt(self.in_features))
 
     _optional_params = ("bias",)
+    _first_key = "weight"
 
     @classmethod
     def _config_from_keys(cls, keys, prefix):
@@ -309,17 +347,19 @@ class Linear(Module):
             shapes["bias"] = (self.out_features,)
         return shapes
 
-    def __call__(self, input):
+    def __call__(self, input: npt.ArrayLike) -> np.ndarray:
+        """``y (*, out_features)`` from input ``(*, in_features)``, in the layer's dtype."""
         x = to_numpy(input, "input")
         if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(f"input must have shape (*, {self.in_features}) for Linear("
+            raise InputError(f"input must have shape (*, {self.in_features}) for Linear("
                              f"in_features={self.in_features}), got {x.shape}")
-        y = np.asarray(x, dtype=self.dtype) @ self._params["weight"].T  # (*, out)
-        if self.bias_enabled:
-            y = y + self._params["bias"]
+        with cells.quiet():  # inf and NaN in x give NaN silently, as in PyTorch
+            y = np.asarray(x, dtype=self.dtype) @ self._params["weight"].T  # (*, out)
+            if self.bias_enabled:
+                y = y + self._params["bias"]
         return y
 
-    def backward(self, input, grad_output):
+    def backward(self, input: npt.ArrayLike, grad_output: npt.ArrayLike) -> Grads:
         """Gradients of ``y = self(input)`` given dL/dy ``(*, out_features)``.
 
         Returns :class:`nplstm.grad.Grads` with ``params`` ``{"weight", "bias"}``
@@ -336,6 +376,6 @@ class Linear(Module):
 
         to_onnx(self, path, ndim=ndim)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"Linear(in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias_enabled})")

@@ -23,9 +23,13 @@ trick is applied once, at load time or in shared plumbing, and explained:
      ``np.tanh`` is not SIMD-vectorised on AVX2 (≈2.6 ns per element here)
      while ``np.exp`` is (≈1.3 ns), and a divide costs ≈0.2 ns. So
      σ(x) = 1/(1 + e^(−x)) and tanh(x) = 2σ(2x) − 1 = 2/(1 + e^(−2x)) − 1, with
-     the −1 (sigmoid rows) and −2 (tanh rows) folded into the weights at load
-     time (exact, powers of two): the step does ``exp, +1, 1/·`` (``2/·, −1``
-     on tanh rows) in place. Very negative pre-activations overflow ``exp`` to
+     the −1 folded into the weights at load time (exact): the step does
+     ``exp, +1, 1/·`` in place (tanh rows: ``z + z`` first, then ``2/·, −1``).
+     The ×2 is applied to the finished sum, not folded into the weights: a
+     pre-activation that is finite can pass the float limit when doubled (then
+     it saturates tanh to ±1, rightly), but doubled *parts* of it (the input
+     and recurrent products) could overflow to +inf and −inf separately and
+     give NaN where PyTorch's unscaled sum is finite. Very negative pre-activations overflow ``exp`` to
      inf and give exactly 0 (σ) or −1 (tanh), as they should; the overflow
      warning is silenced once per call by :func:`quiet`, never per step.
      ``tanh(c)`` of the LSTM costs one more multiply (c cannot be pre-scaled).
@@ -72,7 +76,7 @@ CHUNK_ELEMENTS = 1 << 19
 EXP_MIN = 1024
 
 #: Load-time row scales per mode: (sigmoid rows, tanh rows). See trick 3.
-SCALES = {"tanh": (0.5, 1.0), "exp": (-1.0, -2.0), "plain": (1.0, 1.0)}
+SCALES = {"tanh": (0.5, 1.0), "exp": (-1.0, -1.0), "plain": (1.0, 1.0)}
 
 
 def quiet():
@@ -308,7 +312,7 @@ def lstm_step(xp_t, state, ws, record=None):
     np.add(pre, xp_t, pre)
     if ws.exp:
         _sigmoid(ws.sig, ws)  # o, i, f = σ(·)
-        _tanh_exp(g, ws)  # g = tanh(·)
+        _tanh_exp(np.add(g, g, g), ws)  # g = tanh(·): −x doubled after the sum
     else:
         np.tanh(pre, pre)  # g = tanh(·); o, i, f = tanh(½·) so far
         np.multiply(ws.sig, ws.half, ws.sig)
@@ -373,8 +377,8 @@ def gru_step(xp_t, state, ws, record=None):
         np.add(hn, ws.b_h, hn)  # W_hn h + b_hn
     np.multiply(ws.r, hn, n)
     np.add(n, xp_t[H2:], n)
-    if ws.exp:  # n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn))
-        _tanh_exp(n, ws)
+    if ws.exp:  # n = tanh(W_in x + b_in + r⊙(W_hn h + b_hn)): −x doubled, then tanh
+        _tanh_exp(np.add(n, n, n), ws)
     else:
         np.tanh(n, n)
     # PyTorch's own form of (1 − z)⊙n + z⊙h, so the rounding matches too
@@ -415,7 +419,8 @@ def rnn_step(xp_t, state, ws, record=None):
     np.add(pre, xp_t, pre)
     if ws.relu:
         return (np.maximum(pre, ws.zero, out=ws.out),)
-    if ws.exp:  # pre = −2x: tanh(x) = 2/(1 + e^(−2x)) − 1, the last op into out
+    if ws.exp:  # pre = −x: tanh(x) = 2/(1 + e^(−2x)) − 1, the last op into out
+        np.add(pre, pre, pre)  # −2x, doubled after the sum (trick 3)
         np.exp(pre, pre)
         np.add(pre, ws.one, pre)
         np.divide(ws.two, pre, pre)

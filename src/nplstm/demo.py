@@ -79,7 +79,7 @@ def build(cell="lstm", input_size=1, hidden_size=3, output_size=1, num_layers=1,
     for module in (layer, head):
         module.load_state_dict({k: rng.uniform(-1, 1, v.shape)
                                 for k, v in module.state_dict().items()})
-    model = DemoModel(cell, layer, head)
+    model = DemoModel(cell, layer.eval(), head.eval())  # inference: no dropout, as torch's
     torch = _import_torch() if use_torch else None
     if torch is not None:
         model.torch_layer, model.torch_head = _torch_twins(torch, model, extra)
@@ -96,7 +96,7 @@ def _torch_twins(torch, model, extra):
     for t_module, module in ((t_layer, layer), (t_head, head)):
         t_module.to(tdtype).load_state_dict(
             {k: torch.from_numpy(v) for k, v in module.state_dict().items()})
-    return t_layer, t_head
+    return t_layer.eval(), t_head.eval()
 
 
 def _import_torch():

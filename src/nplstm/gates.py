@@ -17,6 +17,7 @@ test suite proves both give the same numbers.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import numpy as np
@@ -30,6 +31,18 @@ GATE_ORDER = {
     "gru": ("r", "z", "n"),
     "rnn": ("h",),
 }
+
+
+def _quiet(step):
+    """Run ``step`` as PyTorch runs it: inf and NaN in the data give inf and NaN
+    in the result, with no ``RuntimeWarning`` (as :func:`nplstm.cells.quiet`)."""
+
+    @functools.wraps(step)
+    def run(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return step(*args, **kwargs)
+
+    return run
 
 
 def gate_rows(family: str, gate: str, hidden_size: int) -> slice:
@@ -164,6 +177,7 @@ def _split(family, weight, bias, hidden_size):
     return out
 
 
+@_quiet
 def lstm_step(x, h_prev, c_prev, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
               weight_hr=None, *, weight_ph=None, clip=None, input_forget=False,
               activations=None):
@@ -262,6 +276,7 @@ def gru_hidden_update(z, n, h_prev):
     return (1 - z) * n + z * h_prev
 
 
+@_quiet
 def gru_step(x, h_prev, weight_ih, weight_hh, bias_ih=None, bias_hh=None, *,
              linear_before_reset=True, clip=None, activations=None):
     """One GRU time step, gate by gate. Returns ``(h, gates)`` with r, z, n.
@@ -296,6 +311,7 @@ def relu(x):
 NONLINEARITIES = {"tanh": np.tanh, "relu": relu}
 
 
+@_quiet
 def rnn_step(x, h_prev, weight_ih, weight_hh, bias_ih=None, bias_hh=None,
              nonlinearity="tanh", *, clip=None, activations=None):
     """One Elman RNN time step.

@@ -34,6 +34,8 @@ padded output positions is ignored, as PyTorch's packed sequences do.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from . import general, grad_general
@@ -60,10 +62,11 @@ class Grads:
             LSTM (cell), ``dh_0`` for GRU/RNN; None for ``Linear``.
     """
 
-    def __init__(self, params, input, hx=None):
+    def __init__(self, params: dict[str, np.ndarray], input: np.ndarray,
+                 hx: Any = None) -> None:
         self.params, self.input, self.hx = params, input, hx
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         keys = ", ".join(f"{k}{tuple(v.shape)}" for k, v in self.params.items())
         return f"Grads(params={{{keys}}}, input{tuple(np.shape(self.input))})"
 

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import math
 import types
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 
 from . import _numba, cells, general, loop
 from .module import (
+    InputError,
     Module,
     Nonlinearity,
     article,
@@ -38,16 +42,25 @@ from .options import (
 )
 from .trace import Trace
 
+if TYPE_CHECKING:
+    from .grad import Grads
 
-class _RNNBase(Module):
+#: What a layer returns as its state: ``h_n`` (GRU, RNN) or ``(h_n, c_n)`` (LSTM).
+S = TypeVar("S")
+LSTMState = tuple[np.ndarray, np.ndarray]
+
+
+class _RNNBase(Module, Generic[S]):
     """Stacked, optionally bidirectional recurrent layer. Use LSTM, GRU or RNN."""
 
     family: cells.Family
     nonlinearity = Nonlinearity(changeable=False)
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, nonlinearity="tanh", *,
-                 dtype=np.float32, seed=None, **options):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, nonlinearity: str = "tanh",
+                 *, dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None, **options: Any) -> None:
         super().__init__(dtype=dtype, seed=seed)
         self.input_size = check_size("input_size", input_size)
         self.hidden_size = check_size("hidden_size", hidden_size)
@@ -76,11 +89,11 @@ class _RNNBase(Module):
     # ------------------------------------------------------------- sizes --
 
     @property
-    def num_directions(self):
+    def num_directions(self) -> int:
         return 2 if self.bidirectional else 1
 
     @property
-    def output_size(self):
+    def output_size(self) -> int:
         """H_out: the size of h (and of each direction's output)."""
         return self.proj_size or self.hidden_size
 
@@ -145,7 +158,9 @@ class _RNNBase(Module):
 
     # ----------------------------------------------------------- forward --
 
-    def __call__(self, input, hx=None, *, lengths=None, mask=None, masked_output="zero"):
+    def __call__(self, input: npt.ArrayLike, hx: Any = None, *,
+                 lengths: npt.ArrayLike | None = None, mask: npt.ArrayLike | None = None,
+                 masked_output: str = "zero") -> tuple[np.ndarray, S]:
         """Run the whole sequence. See the class docstring for shapes.
 
         ``mask`` (Keras's masking, any pattern): bool, the input's shape without its
@@ -265,14 +280,16 @@ class _RNNBase(Module):
             plan.zeros = (zeros[:self.output_size], zeros)[:len(plan.shapes)]
         return plan
 
-    def trace(self, input, hx=None, lengths=None):
+    def trace(self, input: npt.ArrayLike, hx: Any = None,
+              lengths: npt.ArrayLike | None = None) -> Trace:
         """Run like ``__call__`` and keep every gate and state: a :class:`Trace`."""
         output, state, run = self._forward(input, hx, lengths, record=True)
         trace = Trace.from_forward(self, run, lengths, output, state)
         trace._weights = dict(self._params)
         return trace
 
-    def backward(self, trace, grad_output, grad_state=None):
+    def backward(self, trace: Trace, grad_output: npt.ArrayLike,
+                 grad_state: Any = None) -> Grads:
         """Backpropagation through time for the run ``trace`` recorded.
 
         ``grad_output`` is dL/d output, shaped like ``trace.output``; ``grad_state``
@@ -288,11 +305,11 @@ class _RNNBase(Module):
     def _forward(self, input, hx, lengths, record, mask=None, masked_output="zero"):
         x = given = to_numpy(input, "input")
         if x.ndim not in (2, 3):
-            raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got "
+            raise InputError(f"{type(self).__name__}: Expected input to be 2D or 3D, got "
                              f"{x.ndim}D input of shape {x.shape}")
         unbatched = x.ndim == 2
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"input.size(-1) must be equal to input_size. Expected "
+            raise InputError(f"input.size(-1) must be equal to input_size. Expected "
                              f"{self.input_size}, got {x.shape[-1]}")
         x = np.asarray(x, dtype=self.dtype)
         if unbatched:
@@ -300,7 +317,7 @@ class _RNNBase(Module):
         elif self.batch_first:
             x = x.transpose(1, 0, 2)  # (N, L, H_in) -> (L, N, H_in)
         if x.shape[0] == 0:
-            raise ValueError(f"input must have at least one time step, got shape "
+            raise InputError(f"input must have at least one time step, got shape "
                              f"{given.shape}")
         L, N = x.shape[:2]
         if masked_output not in ("zero", "hold"):
@@ -315,7 +332,7 @@ class _RNNBase(Module):
         state0 = self._initial_state(hx, N, unbatched)
         if N == 0:  # an empty batch, as PyTorch allows: empty output, states as given
             if record:
-                raise ValueError("trace needs at least one sequence, got an empty batch")
+                raise InputError("trace needs at least one sequence, got an empty batch")
             D = self.num_directions
             output, state = np.zeros((L, 0, D * self.output_size), self.dtype), state0
         else:
@@ -364,21 +381,24 @@ class _RNNBase(Module):
             arr = to_numpy(part, f"hx ({name}_0)")
             if arr.ndim != len(shape):
                 kind = "2-D (unbatched input)" if unbatched else "3-D (batched input)"
-                raise ValueError(f"{name}_0 must be {kind} with shape {shape}, got "
+                raise InputError(f"{name}_0 must be {kind} with shape {shape}, got "
                                  f"{arr.ndim}-D shape {arr.shape}")
             if arr.shape != shape:
-                raise ValueError(f"Expected {name}_0 of shape {shape}, got {arr.shape}")
+                raise InputError(f"Expected {name}_0 of shape {shape}, got {arr.shape}")
             arr = np.asarray(arr, dtype=self.dtype)
             out.append(arr[:, None] if unbatched else arr)
         return tuple(out)
 
     def _unpack_state(self, hx):
-        return (hx,)
+        return (unpack_single(hx, type(self).__name__, "h_0"),)
 
     def _pack_state(self, state):
         return state[0]
 
-    def extra_repr(self):
+    def flatten_parameters(self) -> None:
+        """Nothing to do (PyTorch packs cuDNN weights here); ported code may call it."""
+
+    def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
         defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0,
                     "bidirectional": False, "proj_size": 0, "nonlinearity": "tanh"}
@@ -390,11 +410,11 @@ class _RNNBase(Module):
             s += f", dtype={self.dtype.name}"
         return s
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
-class LSTM(LSTMOptionsMixin, _RNNBase):
+class LSTM(LSTMOptionsMixin, _RNNBase[LSTMState]):
     r"""Multi-layer LSTM, identical in behaviour to ``torch.nn.LSTM``.
 
     For each element of the input sequence each layer computes::
@@ -420,6 +440,11 @@ class LSTM(LSTMOptionsMixin, _RNNBase):
         seed: int, ``numpy.random.Generator`` or None, keyword-only; drives the
             U(−1/√hidden_size, 1/√hidden_size) initialisation and dropout masks.
 
+    A new layer is in training mode, as a new ``torch.nn.Module`` is: with
+    ``dropout > 0`` and ``num_layers > 1`` dropout acts between layers until
+    ``.eval()``. ``forward``, ``to``, ``float``, ``double``, ``cpu``,
+    ``flatten_parameters``, ``modules`` and ``children`` work as in PyTorch.
+
     Inputs: ``input, (h_0, c_0)`` and keyword ``lengths``:
         input: ``(L, N, H_in)``, ``(N, L, H_in)`` if batch_first, or ``(L, H_in)``.
         h_0: ``(D*num_layers, N, H_out)`` (or ``(D*num_layers, H_out)`` unbatched);
@@ -434,6 +459,10 @@ class LSTM(LSTMOptionsMixin, _RNNBase):
         output: ``(L, N, D*H_out)`` (batch_first: ``(N, L, D*H_out)``), zero past
         each sequence's length; h_n, c_n shaped like h_0, c_0.
 
+    Raises: :class:`nplstm.InputError` (a ``ValueError`` and a ``RuntimeError``,
+    as PyTorch raises either) for input or state of the wrong shape, size or
+    lengths; ``TypeError`` for a state that is not the tuple ``(h_0, c_0)``.
+
     Attributes: ``weight_ih_l{k}`` ``(4*H_cell, in)`` stacked ``(W_ii|W_if|W_ig|W_io)``,
     ``weight_hh_l{k}`` ``(4*H_cell, H_out)``, ``bias_ih_l{k}``, ``bias_hh_l{k}``
     ``(4*H_cell,)``, ``weight_hr_l{k}`` ``(proj_size, H_cell)``; ``_reverse`` suffix
@@ -442,10 +471,15 @@ class LSTM(LSTMOptionsMixin, _RNNBase):
 
     family = cells.LSTM
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, proj_size=0, *, peepholes=False,
-                 clip=None, input_forget=False, activations=None, activation_alpha=None,
-                 activation_beta=None, dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, proj_size: int = 0, *, peepholes: bool = False,
+                 clip: float | None = None, input_forget: bool = False,
+                 activations: Sequence[str] | None = None,
+                 activation_alpha: Sequence[float | None] | None = None,
+                 activation_beta: Sequence[float | None] | None = None,
+                 dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, dtype=dtype, seed=seed,
                          peepholes=peepholes, clip=clip, input_forget=input_forget,
@@ -465,7 +499,7 @@ class LSTM(LSTMOptionsMixin, _RNNBase):
         return state[0], state[1]
 
 
-class GRU(GRUOptionsMixin, _RNNBase):
+class GRU(GRUOptionsMixin, _RNNBase[np.ndarray]):
     r"""Multi-layer GRU, identical in behaviour to ``torch.nn.GRU``::
 
         r_t = σ(W_ir x_t + b_ir + W_hr h_{t−1} + b_hr)
@@ -473,8 +507,9 @@ class GRU(GRUOptionsMixin, _RNNBase):
         n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t−1} + b_hn))
         h_t = (1 − z_t) ⊙ n_t + z_t ⊙ h_{t−1}
 
-    Args, inputs and shapes as :class:`LSTM` without ``proj_size`` and ``c``:
-    ``output, h_n = gru(input, h_0, lengths=None)``. Weights are stacked
+    Args, inputs and shapes as :class:`LSTM` without ``c``:
+    ``output, h_n = gru(input, h_0, lengths=None)``, h_0 one array (a tuple is a
+    ``TypeError``); ``proj_size`` other than 0 is PyTorch's ``ValueError``. Weights are stacked
     ``(W_ir|W_iz|W_in)``, ``(3*hidden_size, in)``.
 
     Keyword-only options (ONNX GRU): ``linear_before_reset=False`` computes
@@ -485,10 +520,16 @@ class GRU(GRUOptionsMixin, _RNNBase):
 
     family = cells.GRU
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, *, linear_before_reset=True, clip=None,
-                 activations=None, activation_alpha=None, activation_beta=None,
-                 dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, *, proj_size: int = 0,
+                 linear_before_reset: bool = True, clip: float | None = None,
+                 activations: Sequence[str] | None = None,
+                 activation_alpha: Sequence[float | None] | None = None,
+                 activation_beta: Sequence[float | None] | None = None,
+                 dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
+        no_projection(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, dtype=dtype, seed=seed,
                          linear_before_reset=linear_before_reset, clip=clip,
@@ -496,7 +537,7 @@ class GRU(GRUOptionsMixin, _RNNBase):
                          activation_beta=activation_beta)
 
 
-class RNN(OptionsMixin, _RNNBase):
+class RNN(OptionsMixin, _RNNBase[np.ndarray]):
     r"""Multi-layer Elman RNN, identical in behaviour to ``torch.nn.RNN``::
 
         h_t = tanh(W_ih x_t + b_ih + W_hh h_{t−1} + b_hh)     (or relu)
@@ -510,11 +551,34 @@ class RNN(OptionsMixin, _RNNBase):
 
     family = cells.RNN
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, *, clip=None,
-                 activations=None, activation_alpha=None, activation_beta=None,
-                 dtype=np.float32, seed=None):
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, *, proj_size: int = 0,
+                 clip: float | None = None, activations: Sequence[str] | None = None,
+                 activation_alpha: Sequence[float | None] | None = None,
+                 activation_beta: Sequence[float | None] | None = None,
+                 dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
+        no_projection(proj_size)
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, nonlinearity=nonlinearity, dtype=dtype, seed=seed,
                          clip=clip, activations=activations,
                          activation_alpha=activation_alpha, activation_beta=activation_beta)
+
+
+def no_projection(proj_size: int) -> None:
+    """GRU and RNN take ``proj_size=0`` only, with PyTorch's ValueError otherwise."""
+    if proj_size != 0:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU "
+                         f"(got proj_size={proj_size!r})")
+
+
+def unpack_single(hx: Any, name: str, state: str) -> Any:
+    """A GRU's or RNN's state is one array: a tuple or list of arrays is refused
+    (PyTorch refuses it too; stacking it would misread it as layers)."""
+    if isinstance(hx, tuple) or (isinstance(hx, list) and any(
+            hasattr(part, "shape") for part in hx)):
+        raise TypeError(f"hx must be one array ({state}) for {name}, got a "
+                        f"{type(hx).__name__} of {len(hx)}; only an LSTM's state is a "
+                        "tuple (h_0, c_0)")
+    return hx

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _numba, cells
-from .module import to_numpy
+from .module import InputError, to_numpy
 
 
 def length_mask(lengths, L, N, unbatched):
@@ -18,7 +18,7 @@ def length_mask(lengths, L, N, unbatched):
     if lengths is None:
         return None
     if unbatched:
-        raise ValueError("lengths= needs batched 3-D input; got unbatched 2-D input")
+        raise InputError("lengths= needs batched 3-D input; got unbatched 2-D input")
     arr = check_lengths(lengths, L, N)
     return (np.arange(L)[:, None] < arr[None, :])[:, :, None]  # (L, N, 1)
 
@@ -29,11 +29,11 @@ def check_lengths(lengths, L, N):
     if arr.dtype.kind not in "iu":
         raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
     if arr.shape != (N,):
-        raise ValueError(f"lengths must have shape ({N},), one length per sequence in the "
+        raise InputError(f"lengths must have shape ({N},), one length per sequence in the "
                          f"batch, got shape {arr.shape}")
     bad = arr[(arr < 1) | (arr > L)]
     if bad.size:
-        raise ValueError(f"lengths must be between 1 and the sequence length {L}, got "
+        raise InputError(f"lengths must be between 1 and the sequence length {L}, got "
                          f"{bad.tolist()}")
     return arr
 
@@ -103,8 +103,9 @@ def run_direction(family, w, x, state, mask, reverse, record, final=None, hold=F
     run do the same arithmetic and give identical results. ``final``: arrays
     ``(N, H)`` to write the final state into (else new ones).
     """
-    if not record and _numba.use(family) and _is_lengths(mask, hold):  # the [fast] extra:
-        return _numba.run_direction(family, w, x, state, mask, reverse, final)  # compiled
+    if _numba.use(family) and _is_lengths(mask, hold):  # the [fast] extra: the same math,
+        return _numba.run_direction(family, w, x, state, mask, reverse, final,  # compiled
+                                    record=record)  # (and recorded for a trace)
     L, N = x.shape[:2]
     ws = cells.take_workspace(family, w, N, x.dtype)
     y = np.empty((L, N, state[0].shape[-1]), dtype=x.dtype)  # (L, N, H_out)
@@ -186,8 +187,9 @@ def run_cell(family, w, x, state, record=None):
     it is filled with the gate activations, ``(N, H)`` each.
     """
     N = x.shape[0]
-    if record is None and _numba.use(family):  # the [fast] extra
-        return _numba.cell_step(family, w, x, state, tuple(np.empty_like(s) for s in state))
+    if _numba.use(family):  # the [fast] extra
+        return _numba.cell_step(family, w, x, state, tuple(np.empty_like(s) for s in state),
+                                record)
     ws = cells.take_workspace(family, w, N, x.dtype)
     out = np.empty((state[0].shape[-1], N), dtype=x.dtype)  # (H, N)
     ws.out = out

@@ -8,6 +8,7 @@ input, so it can be fed straight to ``Linear.backward`` / ``LSTM.backward``.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from .module import to_numpy
 
@@ -26,7 +27,8 @@ def _check_not_empty(n, reduction, what):
                          f"(torch returns nan); use reduction='sum' or pass data")
 
 
-def mse_loss(input, target, reduction="mean"):
+def mse_loss(input: npt.ArrayLike, target: npt.ArrayLike,
+             reduction: str = "mean") -> tuple[float, np.ndarray]:
     """Mean squared error: L = mean((input − target)²) (or the sum).
 
     input, target: arrays of the same shape, float. Returns ``(L, dL/dinput)``
@@ -48,13 +50,14 @@ def mse_loss(input, target, reduction="mean"):
     return float(np.sum(diff * diff) * scale), (2 * scale) * diff
 
 
-def log_softmax(logits, axis=-1):
+def log_softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     """log softmax(a)_k = a_k − max(a) − log Σ_j exp(a_j − max(a)), without overflow."""
     shifted = logits - np.max(logits, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-def cross_entropy(logits, target, reduction="mean"):
+def cross_entropy(logits: npt.ArrayLike, target: npt.ArrayLike,
+                  reduction: str = "mean") -> tuple[float, np.ndarray]:
     """Cross-entropy over logits with class-index targets, as ``F.cross_entropy``.
 
     logits ``(M, C)`` (or ``(C,)`` for one sample), target ``(M,)`` ints in

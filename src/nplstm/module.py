@@ -10,15 +10,31 @@ from __future__ import annotations
 
 import warnings
 from collections import namedtuple
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:  # for annotations only: nplstm needs NumPy alone at run time
+    from typing_extensions import Self
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+
+class InputError(ValueError, RuntimeError):
+    """A call's input or state of the wrong shape, size or length.
+
+    PyTorch raises ``RuntimeError`` for these in ``forward`` (and ``ValueError``
+    for some, e.g. input that is not 2-D or 3-D), while constructors raise
+    ``ValueError``; this class is both, so a ported ``except RuntimeError`` and
+    an ``except ValueError`` catch it alike.
+    """
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_dtype(dtype):
+def check_dtype(dtype: Any) -> np.dtype:
     """``np.dtype`` of float32 or float64; also takes ``torch.float32``/``torch.float64``.
 
     ``None`` is refused (NumPy would read it as float64; PyTorch as float32).
@@ -36,7 +52,7 @@ def check_dtype(dtype):
     return dt
 
 
-def check_size(name, value, minimum=1):
+def check_size(name: str, value: Any, minimum: int = 1) -> int:
     """Sizes are Python/NumPy integers (not bool) of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
@@ -45,14 +61,14 @@ def check_size(name, value, minimum=1):
     return int(value)
 
 
-def check_bool(name, value):
+def check_bool(name: str, value: Any) -> bool:
     """Flags are bools (NumPy's too), not ints or strings that merely look true."""
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return bool(value)
 
 
-def to_numpy(value, name):
+def to_numpy(value: Any, name: str) -> np.ndarray:
     """A NumPy view of ``value``: arrays, lists, or torch tensors (no torch import).
 
     bfloat16 tensors, which NumPy cannot hold, are widened to float32 first.
@@ -74,7 +90,7 @@ def to_numpy(value, name):
     return arr
 
 
-def article(name):
+def article(name: str) -> str:
     """``"an LSTM"``, ``"a GRU"``, ``"an RNN"``: an acronym with its article, as read aloud.
 
     Its first letter is spelled out: those whose names start with a vowel sound
@@ -144,10 +160,11 @@ class Nonlinearity:
 class Module:
     """Base of every layer: parameters, dtype, train/eval, state dicts."""
 
-    def __init__(self, *, dtype=np.float32, seed=None):
+    def __init__(self, *, dtype: npt.DTypeLike = np.float32,
+                 seed: int | np.random.Generator | None = None) -> None:
         object.__setattr__(self, "_params", {})
-        self.dtype = check_dtype(dtype)
-        self.training = False
+        self.dtype = dtype
+        self.training = True  # as torch.nn.Module: a new module is in training mode
         self._rng = np.random.default_rng(seed)  # initial weights
         # Dropout masks get their own stream, seeded from the same seed.
         self._dropout_rng = np.random.default_rng(self._rng.integers(2**63))
@@ -160,11 +177,28 @@ class Module:
         """``{key: shape}`` in PyTorch's registration order. Subclasses define it."""
         raise NotImplementedError
 
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of every parameter and of the computation: float32 or float64.
+
+        Setting it converts the parameters too (as ``to(dtype)``), so the layer
+        never computes in one dtype while holding or saving another.
+        """
+        return self.__dict__["_dtype"]
+
+    @dtype.setter
+    def dtype(self, value: npt.DTypeLike) -> None:
+        dt = check_dtype(value)
+        self.__dict__["_dtype"] = dt
+        if any(a.dtype != dt for a in self._params.values()):
+            self._params.update({k: _read_only(a.astype(dt)) for k, a in self._params.items()})
+            self._prepared = None
+
     def _init_params(self, bound):
         values = uniform_init(self._rng, self._param_shapes(), bound, self.dtype)
         self._params.update({k: _read_only(v) for k, v in values.items()})
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         params = self.__dict__.get("_params", {})
         if name in params:
             return params[name]
@@ -173,19 +207,21 @@ class Module:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     #: Parameter names that read as None when the layer was built without them.
-    _optional_params = ()
+    _optional_params: tuple[str, ...] = ()
 
     def __getstate__(self):
         # Pickle/deepcopy: keep the parameters, rebuild the prepared copies on use.
         return {**self.__dict__, "_prepared": None, "_step_plans": None}
 
     def __setstate__(self, state):
+        if "dtype" in state:  # pickled before dtype became a property
+            state["_dtype"] = state.pop("dtype")
         self.__dict__.update(state)
         self.__dict__.setdefault("_step_plans", None)
         for arr in self._params.values():  # pickling does not keep the read-only flag
             arr.flags.writeable = False
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if name in self.__dict__.get("_params", {}):
             self._set_param(name, to_numpy(value, name))
         else:
@@ -198,26 +234,30 @@ class Module:
         self._params[name] = _read_only(np.array(arr, dtype=self.dtype))
         self._prepared = None
 
-    def named_parameters(self):
+    def named_parameters(self) -> list[tuple[str, np.ndarray]]:
         """``(name, array)`` pairs in PyTorch's order (arrays are read-only)."""
         return list(self._params.items())
 
-    def parameters(self):
+    def parameters(self) -> list[np.ndarray]:
         return list(self._params.values())
 
     # ---------------------------------------------------------- state dicts --
 
-    def state_dict(self, *, prefix=""):
+    def state_dict(self, *, prefix: str = "") -> dict[str, np.ndarray]:
         """PyTorch's keys and shapes; the arrays are fresh, writable copies."""
         return {prefix + k: v.copy() for k, v in self._params.items()}
 
-    def load_state_dict(self, state_dict, strict=True, *, prefix=""):
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True,
+                        assign: bool = False, *, prefix: str = "") -> IncompatibleKeys:
         """Load PyTorch's keys (NumPy arrays or torch tensors), cast to ``dtype``.
 
         ``prefix`` selects the keys of one submodule in a whole-model dict,
         e.g. ``prefix="lstm."`` for ``{"lstm.weight_ih_l0": ..., "fc.weight": ...}``;
         keys outside the prefix are not "unexpected". With ``strict`` every
         missing and unexpected key is an error; a wrong shape always is.
+        ``assign`` as in PyTorch keeps the properties of the dict's tensors: here
+        their floating dtype (float32 or float64, if they all share one), which the
+        whole layer then takes; the arrays are still copied (they become read-only).
         Nothing is changed unless the whole dict is valid.
         Returns ``IncompatibleKeys(missing_keys, unexpected_keys)`` like PyTorch.
         """
@@ -226,6 +266,7 @@ class Module:
                             f"{type(state_dict).__name__}")
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
+        strict, assign = check_bool("strict", strict), check_bool("assign", assign)
         given = {k[len(prefix):]: k for k in state_dict if isinstance(k, str)
                  and k.startswith(prefix)}
         shapes = self._param_shapes()
@@ -246,32 +287,30 @@ class Module:
         if strict and unexpected:
             problems.insert(0, "  unexpected keys: " + ", ".join(unexpected))
         if problems:
-            hint = self._prefix_hint(state_dict, prefix, missing)
+            hint = _prefix_hint(state_dict, prefix, next(iter(shapes))) if missing else ""
             raise ValueError(f"Error(s) in loading state_dict for {type(self).__name__}:\n"
                              + "\n".join(problems) + hint)
+        dtype = weights_dtype(arrays.values()) if assign else None
+        if dtype is not None:
+            self.dtype = dtype
         for key, arr in arrays.items():
             self._params[key] = _read_only(np.array(arr, dtype=self.dtype))
         self._prepared = None
         return IncompatibleKeys([prefix + k for k in missing], unexpected)
 
-    def _prefix_hint(self, state_dict, prefix, missing):
-        if not missing:
-            return ""
-        key = next(iter(self._param_shapes()))
-        found = sorted({k[: -len(key)] for k in state_dict
-                        if isinstance(k, str) and k.endswith(key) and k != prefix + key})
-        if found:
-            return f"\n  (the dict has {key} under prefix {found!r}; pass prefix=...)"
-        return ""
-
     @classmethod
-    def from_state_dict(cls, state_dict, prefix="", *, dtype=np.float32, **kwargs):
+    def from_state_dict(cls, state_dict: Mapping[str, Any], prefix: str = "", *,
+                        strict: bool = True, dtype: npt.DTypeLike | None = None,
+                        **kwargs: Any) -> Self:
         """Build a layer whose sizes fit ``state_dict`` (PyTorch's keys) and load it.
 
         Sizes, ``num_layers``, ``bias``, ``bidirectional``, ``proj_size`` and LSTM
         ``peepholes`` (keys ``weight_ph_l{k}``) are read off the keys and shapes;
         options that leave no trace in the weights (``batch_first``, ``dropout``,
         ``nonlinearity``, ``clip``, ``activations``, ...) are passed as ``kwargs``.
+        ``strict`` as in :meth:`load_state_dict`. ``dtype``: None (default) keeps
+        the weights' floating dtype -- float64 if any of them is float64, else
+        float32 (float16 and bfloat16 widen to float32, which NumPy computes in).
 
         >>> lstm = nplstm.LSTM.from_state_dict(torch_model.state_dict(), prefix="lstm.")
         """
@@ -282,11 +321,22 @@ class Module:
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         keys = {k[len(prefix):]: state_dict[k] for k in state_dict
                 if isinstance(k, str) and k.startswith(prefix)}
+        if cls._first_key not in keys:
+            near = ", ".join(sorted(keys)[:8]) or "none"
+            raise ValueError(f"state_dict has no {prefix + cls._first_key!r} (keys under "
+                             f"prefix {prefix!r}: {near})"
+                             + _prefix_hint(state_dict, prefix, cls._first_key))
         config = cls._config_from_keys(keys, prefix)
         config.update(kwargs)
+        if dtype is None:
+            dtype = weights_dtype(to_numpy(v, prefix + k) for k, v in keys.items()) \
+                or np.float32
         module = cls(**config, dtype=dtype)
-        module.load_state_dict(state_dict, prefix=prefix)
+        module.load_state_dict(state_dict, strict, prefix=prefix)
         return module
+
+    #: The key every state_dict of this class has (its prefix is searched for it).
+    _first_key = "weight_ih_l0"
 
     @classmethod
     def _config_from_keys(cls, keys, prefix):
@@ -305,16 +355,94 @@ class Module:
 
     # ----------------------------------------------------------------- modes --
 
-    def train(self, mode=True):
-        """Training mode (dropout between layers is active). Returns self."""
+    def train(self, mode: bool = True) -> Self:
+        """Training mode, the default as in PyTorch: dropout between layers acts
+        (when ``dropout > 0`` and ``num_layers > 1``). Returns self."""
         if not isinstance(mode, bool):
             raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
         self.training = mode
         return self
 
-    def eval(self):
-        """Evaluation mode, the default: dropout off. Returns self."""
+    def eval(self) -> Self:
+        """Evaluation mode: dropout off (what inference wants). Returns self."""
         return self.train(False)
+
+    # ------------------------------------------------ torch.nn.Module's habits --
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The same as calling the module, as in PyTorch."""
+        module: Any = self  # every subclass defines __call__
+        return module(*args, **kwargs)
+
+    def to(self, *args: Any, dtype: npt.DTypeLike | None = None, device: Any = None,
+           non_blocking: bool = False) -> Self:
+        """``to(dtype)``, ``to("cpu")``, ``to(device, dtype)``, ``to(tensor)``: in place,
+        returns self, as ``torch.nn.Module.to``. dtype: float32 or float64 (NumPy or
+        torch dtypes); device: the CPU only (NumPy has no other). ``non_blocking``
+        is accepted and means nothing here.
+        """
+        for arg in args:
+            if _is_device(arg):
+                device = arg
+            else:
+                # an array's or tensor's dtype (np.float32 itself has a .dtype too)
+                dtype = arg if isinstance(arg, type) else getattr(arg, "dtype", arg)
+        if device is not None and str(device).split(":")[0] != "cpu":
+            raise NotImplementedError(f"nplstm runs on the CPU (NumPy); to(device="
+                                      f"{str(device)!r}) is not supported")
+        if dtype is not None:
+            self.dtype = dtype
+        return self
+
+    def float(self) -> Self:
+        """Parameters and computation in float32. Returns self."""
+        return self.to(np.float32)
+
+    def double(self) -> Self:
+        """Parameters and computation in float64. Returns self."""
+        return self.to(np.float64)
+
+    def cpu(self) -> Self:
+        """Nothing to move: NumPy arrays live on the CPU. Returns self."""
+        return self
+
+    def children(self) -> Iterator[Module]:
+        """Immediate submodules: none (a layer's parameters are its own)."""
+        return iter(())
+
+    def modules(self) -> Iterator[Module]:
+        """This module, then its submodules' modules, as in PyTorch."""
+        yield self
+        for child in self.children():
+            yield from child.modules()
+
+
+def _is_device(arg):
+    """A device argument of ``to``: ``"cpu"``, ``"cuda:0"``, ``torch.device(...)``."""
+    if type(arg).__name__ == "device":
+        return True
+    return isinstance(arg, str) and arg.split(":")[0] in (
+        "cpu", "cuda", "mps", "meta", "xpu", "xla", "hip", "ipu", "mtia", "hpu")
+
+
+def weights_dtype(values: Iterable[Any]) -> np.dtype | None:
+    """The floating dtype a set of weights keeps: float64 if any is, else float32
+    (float16 and bfloat16 widen to it); None when none is floating."""
+    names = {str(getattr(v, "dtype", "")).replace("torch.", "") for v in values}
+    if "float64" in names:
+        return np.dtype(np.float64)
+    if names & {"float32", "float16", "bfloat16"}:
+        return np.dtype(np.float32)
+    return None
+
+
+def _prefix_hint(state_dict, prefix, key):
+    """A hint naming the prefix(es) under which ``key`` sits, e.g. ``module.lstm.``."""
+    found = sorted({k[: -len(key)] for k in state_dict
+                    if isinstance(k, str) and k.endswith(key) and k != prefix + key})
+    if found:
+        return f"\n  (the dict has {key} under prefix {found!r}; pass prefix=...)"
+    return ""
 
 
 def warn_dropout(dropout, num_layers):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -51,13 +53,13 @@ def _check(name, value, low=0.0, below=None):
 class Optimizer:
     """Base: parameter bookkeeping, ``state_dict``/``load_state_dict``, ``step``."""
 
-    def __init__(self, module, **hyper):
+    def __init__(self, module: Module | Mapping[str, Module], **hyper: Any) -> None:
         self._modules = _named_modules(module)
         self.param_names = [p + k for p, m in self._modules for k, _ in m.named_parameters()]
         self.hyper = hyper
-        self.state = {}  # param index -> {"step": float, buffers...}
+        self.state: dict[int, dict[str, Any]] = {}  # param index -> {"step": float, buffers...}
 
-    def step(self, grads):
+    def step(self, grads: Mapping[str, Any]) -> None:
         """One update from ``grads`` (``{name: array}``, every parameter's gradient).
 
         Raises:
@@ -93,16 +95,16 @@ class Optimizer:
     def _update(self, p, g, state):
         raise NotImplementedError
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Nothing to do: gradients are returned by ``backward``, never accumulated."""
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{"state": {index: {...}}, "param_groups": [{hyperparameters, "params"}]}``,
         torch.optim's structure (NumPy arrays for tensors). A deep copy."""
         group = dict(self.hyper, params=list(range(len(self.param_names))))
         return {"state": copy.deepcopy(self.state), "param_groups": [group]}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Resume from :meth:`state_dict` (same parameters, same optimizer kind).
 
         Raises:
@@ -161,8 +163,9 @@ class SGD(Optimizer):
     p ← p − lr·g.
     """
 
-    def __init__(self, module, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+    def __init__(self, module: Module | Mapping[str, Module], lr: float = 1e-3,
+                 momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False) -> None:
         lr, momentum = _check("learning rate", lr), _check("momentum", momentum)
         weight_decay = _check("weight_decay", weight_decay)
         dampening = _check("dampening", dampening, low=-math.inf)
@@ -205,8 +208,9 @@ class Adam(Optimizer):
 
     decoupled = False
 
-    def __init__(self, module, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False):
+    def __init__(self, module: Module | Mapping[str, Module], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False) -> None:
         lr, eps = _check("learning rate", lr), _check("epsilon", eps)
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
@@ -247,12 +251,14 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, module, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False):
+    def __init__(self, module: Module | Mapping[str, Module], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 1e-2, amsgrad: bool = False) -> None:
         super().__init__(module, lr, betas, eps, weight_decay, amsgrad)
 
 
-def clip_grad_norm_(grads, max_norm, norm_type=2.0):
+def clip_grad_norm_(grads: Mapping[str, np.ndarray], max_norm: float,
+                    norm_type: float = 2.0) -> float:
     """Scale gradients in place so their total norm is at most ``max_norm``.
 
     As ``torch.nn.utils.clip_grad_norm_``: total = ‖(‖g_1‖, ‖g_2‖, ...)‖ (the

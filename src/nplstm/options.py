@@ -25,6 +25,7 @@ import numbers
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -273,14 +274,17 @@ class OptionsMixin:
     the engine, the family that runs (fast or general), and the RNN rule that
     ``nonlinearity`` and ``activations`` say the same thing."""
 
+    _options: Options
+    family: Any  # nplstm.cells.Family, set by each layer and cell class
+
     @property
-    def engine(self):
+    def engine(self) -> str:
         """The path a forward pass takes now: ``"numba"`` (the compiled kernels of
         the ``[fast]`` extra, for default options: numba installed and
         ``NPLSTM_ENGINE`` not ``numpy``), ``"numpy"`` (the fast path of
         :mod:`nplstm.cells`) or ``"numpy-general"`` (the general step of
         :mod:`nplstm.general`, taken by non-default options, which the compiled
-        kernels do not take). Traces always take a NumPy path."""
+        kernels do not take). Traces take the same path as calls."""
         if not self._options.default:
             return "numpy-general"
         from . import _numba
@@ -298,20 +302,20 @@ class OptionsMixin:
         self.__dict__["_prepared"] = None
 
     @property
-    def activations(self):
+    def activations(self) -> tuple[str, ...]:
         """Canonical ONNX names, one per role (``2 ×`` roles if given per direction)."""
         return self._options.activations
 
     @property
-    def activation_alpha(self):
+    def activation_alpha(self) -> tuple[float | None, ...] | None:
         return self._options.alpha
 
     @property
-    def activation_beta(self):
+    def activation_beta(self) -> tuple[float | None, ...] | None:
         return self._options.beta
 
     @property
-    def clip(self):
+    def clip(self) -> float | None:
         return self._options.clip
 
     def _nonlinearity_set(self, value):
@@ -331,15 +335,15 @@ class OptionsMixin:
 
 class LSTMOptionsMixin(OptionsMixin):
     @property
-    def peepholes(self):
+    def peepholes(self) -> bool:
         return self._options.peepholes
 
     @property
-    def input_forget(self):
+    def input_forget(self) -> bool:
         return self._options.input_forget
 
 
 class GRUOptionsMixin(OptionsMixin):
     @property
-    def linear_before_reset(self):
+    def linear_before_reset(self) -> bool:
         return self._options.linear_before_reset

@@ -104,7 +104,8 @@ class Sequential:
         return self
 
     def eval(self):
-        """Evaluation mode for every layer (the default). Returns self."""
+        """Evaluation mode for every layer (:func:`nplstm.from_keras` returns a model in
+        it; layers built by hand start in training mode, as torch's do). Returns self."""
         return self.train(False)
 
     def named_parameters(self):

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +41,7 @@ GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "rnn": ("h",)}
 
 
 
-def projection_units(units, P):
+def projection_units(units: np.ndarray, P: int) -> np.ndarray:
     """Which of a projected ``h``'s P entries to show for the unit selection ``units``.
 
     The selected indices below P; if there are none, the first ones, as many
@@ -78,10 +81,15 @@ class Trace:
             PyTorch's math). They decide each gate's range (:meth:`gate_range`).
     """
 
-    def __init__(self, mode, data, *, output, h_n, c_n=None, input=None, h_0=None, c_0=None,
-                 layer_inputs=(), lengths=None, num_layers=1, num_directions=1,
-                 batch_first=False, unbatched=False, nonlinearity="tanh", options=None,
-                 dropout_masks=None, dropout=0.0):
+    def __init__(self, mode: str, data: dict[str, np.ndarray], *, output: np.ndarray,
+                 h_n: np.ndarray, c_n: np.ndarray | None = None,
+                 input: np.ndarray | None = None, h_0: np.ndarray | None = None,
+                 c_0: np.ndarray | None = None, layer_inputs: Sequence[np.ndarray] = (),
+                 lengths: np.ndarray | None = None, num_layers: int = 1,
+                 num_directions: int = 1, batch_first: bool = False, unbatched: bool = False,
+                 nonlinearity: str = "tanh", options: Mapping[str, Any] | None = None,
+                 dropout_masks: Sequence[np.ndarray | None] | None = None,
+                 dropout: float = 0.0) -> None:
         self.mode = mode
         self.data = dict(data)  # name -> (num_layers, D, L, N, H)
         self.output, self.h_n, self.c_n = output, h_n, c_n
@@ -94,7 +102,7 @@ class Trace:
         self.options = dict(options or {})
         # The layer's parameter arrays the run used (read-only, replaced, never
         # changed, by load_state_dict): backward checks the layer still has them.
-        self._weights = None
+        self._weights: dict[str, np.ndarray] | None = None
         # per layer: the bool mask dropout applied to its output (training), or None
         self.dropout_masks = list(dropout_masks or [None] * num_layers)
         self.dropout = dropout
@@ -125,32 +133,32 @@ class Trace:
     # -------------------------------------------------------------- sizes --
 
     @property
-    def names(self):
+    def names(self) -> tuple[str, ...]:
         """Recorded names, gates first: e.g. ``("i", "f", "g", "o", "h", "c")``."""
         return tuple(self.data)
 
     @property
-    def gates(self):
+    def gates(self) -> tuple[str, ...]:
         """The gate activations of this family (RNN: ``("h",)``, its only activation)."""
         return GATES[self.mode]
 
     @property
-    def steps(self):
+    def steps(self) -> int:
         """L, the number of time steps."""
         return self._first.shape[2]
 
     @property
-    def batch_size(self):
+    def batch_size(self) -> int:
         """N (1 for unbatched input)."""
         return self._first.shape[3]
 
     @property
-    def hidden_size(self):
+    def hidden_size(self) -> int:
         """H, the size of each gate (``hidden_size`` of the layer)."""
         return self._first.shape[4]
 
     @property
-    def proj_size(self):
+    def proj_size(self) -> int:
         """P of an LSTM with ``proj_size`` (its ``h`` narrower than the gates), else 0."""
         if self.mode != "lstm" or self["h"].shape[-1] == self.hidden_size:
             return 0
@@ -162,14 +170,14 @@ class Trace:
 
     # ----------------------------------------------------------- indexing --
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> np.ndarray:
         """The whole record of one gate or state, ``(num_layers, D, L, N, H)``."""
         if name not in self.data:
             raise KeyError(f"{name!r} is not in this {self.mode} trace; it has "
                            f"{', '.join(self.data)}")
         return self.data[name]
 
-    def __contains__(self, name):
+    def __contains__(self, name: object) -> bool:
         return name in self.data
 
     def _check(self, layer, direction):
@@ -183,19 +191,19 @@ class Trace:
     def _drop_n(self, a):
         return a[:, 0] if self.unbatched else a
 
-    def gate(self, name, layer=0, direction=0):
+    def gate(self, name: str, layer: int = 0, direction: int = 0) -> np.ndarray:
         """One gate or state over time: ``(L, N, H)``, or ``(L, H)`` if unbatched."""
         layer, direction = self._check(layer, direction)
         return self._drop_n(self[name][layer, direction])  # (L, N, H)
 
-    def mask(self):
+    def mask(self) -> np.ndarray:
         """``(L, N)`` bool: True where step t is inside sequence n (all True without lengths)."""
         L, N = self.steps, self.batch_size
         if self.lengths is None:
             return np.ones((L, N), dtype=bool)
         return np.arange(L)[:, None] < np.asarray(self.lengths)[None, :]  # (L, N)
 
-    def prev(self, name, layer=0, direction=0):
+    def prev(self, name: str, layer: int = 0, direction: int = 0) -> np.ndarray:
         """The state each step started from: ``h_{t−1}`` (``c_{t−1}``) for every t.
 
         Shaped like :meth:`gate`. The first step of a sequence starts from
@@ -224,7 +232,8 @@ class Trace:
         out = np.where(has, shifted, s0[None]) * valid  # (L, N, H)
         return self._drop_n(out.astype(s.dtype, copy=False))
 
-    def step(self, t, layer=0, direction=0, batch=0):
+    def step(self, t: int, layer: int = 0, direction: int = 0,
+             batch: int = 0) -> dict[str, np.ndarray]:
         """Everything about one step of one sequence, each ``(H,)`` (x: ``(in,)``).
 
         Keys: ``x`` (this layer's input at t), ``h_prev`` (and ``c_prev``), then
@@ -243,13 +252,13 @@ class Trace:
             if name in self.data and (self.h_0 if name == "h" else self.c_0) is not None:
                 prev = self.prev(name, layer, direction)
                 out[f"{name}_prev"] = prev[t] if self.unbatched else prev[t, batch]
-        for name, value in self.data.items():
-            out[name] = value[layer, direction, t, batch]  # (H,)
+        for name, record in self.data.items():
+            out[name] = record[layer, direction, t, batch]  # (H,)
         return out
 
     # ------------------------------------------------------------ analysis --
 
-    def gate_range(self, name, direction=0):
+    def gate_range(self, name: str, direction: int = 0) -> tuple[float, float]:
         """``(lo, hi)``: the values gate ``name`` can take in ``direction``, from
         its activation function (±inf where unbounded): σ (0, 1), tanh (−1, 1),
         ReLU (0, inf), HardSigmoid (0, 1), ... (:func:`nplstm.options.activation_range`)."""
@@ -263,7 +272,8 @@ class Trace:
                             nonlinearity=self.nonlinearity, **self.options)
         return gate_range(opts, name, direction)
 
-    def saturation(self, layer=0, direction=0, low=0.05, high=0.95):
+    def saturation(self, layer: int = 0, direction: int = 0, low: float = 0.05,
+                   high: float = 0.95) -> dict[str, tuple[float, float]]:
         """How often each gate sits at the ends of its range: ``{gate: (near_lo, near_hi)}``.
 
         Values are rescaled to [0, 1] by the gate's range (σ: (0, 1); tanh:
@@ -295,7 +305,7 @@ class Trace:
 
     # ------------------------------------------------------------- export --
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """Every array by name: the records (``i``, ``f``, ... ``h``, ``c``) and
         ``output``, ``h_n``, ``c_n``, ``h_0``, ``c_0``, ``input``, ``lengths``
         where present. The arrays are the trace's own (not copies)."""
@@ -305,7 +315,7 @@ class Trace:
                 out[name] = getattr(self, name)
         return out
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         head = (f"Trace({self.mode}, num_layers={self.num_layers}, "
                 f"num_directions={self.num_directions}, steps={self.steps}, "
                 + ("unbatched" if self.unbatched else f"batch={self.batch_size}")
@@ -324,9 +334,9 @@ class Trace:
 
     # ------------------------------------------------------------ save/load --
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the trace to an ``.npz`` file (arrays only, no pickles)."""
-        arrays = {f"data/{k}": v for k, v in self.data.items()}
+        arrays: dict[str, Any] = {f"data/{k}": v for k, v in self.data.items()}
         for name in ("output", "h_n") + _OPTIONAL:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
@@ -343,7 +353,7 @@ class Trace:
             np.savez(f, **arrays)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | os.PathLike[str]) -> Trace:
         """Read a trace written by :meth:`save`."""
         try:
             z = np.load(path, allow_pickle=False)
@@ -361,18 +371,19 @@ class Trace:
             data = {k[5:]: z[k] for k in z.files if k.startswith("data/")}
             inputs = sorted((int(k.split("/")[1]), z[k]) for k in files
                             if k.startswith("layer_inputs/"))
-            opt = {k: (z[k] if k in files else None) for k in _OPTIONAL}
+            opt: dict[str, Any] = {k: (z[k] if k in files else None) for k in _OPTIONAL}
             masks = [z[f"dropout_masks/{k}"] if f"dropout_masks/{k}" in files else None
                      for k in range(int(meta["num_layers"]))]
             p = float(z["meta/dropout"]) if "meta/dropout" in files else 0.0
+            mode = str(meta.pop("mode"))
+            sizes: dict[str, Any] = {k: (bool(v) if k in ("batch_first", "unbatched")
+                                         else int(v)) for k, v in meta.items()}
             nonlin = str(z["meta/nonlinearity"].item()) if "meta/nonlinearity" in files \
                 else "tanh"
             options = _load_options(path, z) if "meta/options" in files else {}
-            return cls(str(meta.pop("mode")), data, output=z["output"], h_n=z["h_n"],
+            return cls(mode, data, output=z["output"], h_n=z["h_n"],
                        layer_inputs=[x for _, x in inputs], nonlinearity=nonlin,
-                       options=options, **opt, dropout_masks=masks, dropout=p,
-                       **{k: (bool(v) if k in ("batch_first", "unbatched") else int(v))
-                          for k, v in meta.items()})
+                       options=options, **opt, dropout_masks=masks, dropout=p, **sizes)
 
 
 def layer_options(layer):

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+from collections.abc import Mapping
 
 # Subcommand name -> module (under nplstm.cli). Order is the order in --help.
 SUBCOMMANDS = {
@@ -28,6 +29,38 @@ SUBCOMMANDS = {
 
 class CLIError(Exception):
     """A user error the CLI reports in one line and exits 2 on."""
+
+
+def seed(text):
+    """argparse type of ``--seed``: an integer >= 0 (what NumPy's generators take).
+
+    Checked while parsing, so the error names ``--seed`` and comes before any output.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def check_output(option, path, formats):
+    """Before any work: ``path`` ends in one of ``formats`` and its folder exists."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in formats:
+        raise CLIError(f"{option} {path}: expected a file name ending in {', '.join(formats)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CLIError(f"{option} {path}: there is no folder {folder}")
+
+
+def need_matplotlib(option):
+    """Before any work: a CLIError naming ``option`` and the extra if matplotlib is absent."""
+    try:
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        raise CLIError(f"{option} needs matplotlib: pip install 'nplstm[plot]'") from None
 
 
 def fit_families(sd, prefix):
@@ -55,10 +88,16 @@ def no_family(path, errors):
                     + "\n  ".join(dict.fromkeys(errors.values())))
 
 
-def build_parser() -> argparse.ArgumentParser:
+class Parser(argparse.ArgumentParser):
+    """The ``nplstm`` parser, which knows its subcommands' parsers by name."""
+
+    subcommands: Mapping[str, argparse.ArgumentParser] = {}
+
+
+def build_parser() -> Parser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="nplstm",
         description="LSTM, GRU and RNN layers in plain NumPy: exact to PyTorch, "
         "every gate in sight.",
@@ -81,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # name the subcommand whose options these are not, with its usage
-        target = parser.subcommands.get(getattr(args, "command", None), parser)
+        target = parser.subcommands.get(getattr(args, "command", None) or "", parser)
         target.error(f"unrecognized arguments: {' '.join(unknown)}")
     if getattr(args, "func", None) is None:
         parser.print_help()

@@ -13,7 +13,7 @@ import argparse
 import json
 
 from .._atomic import atomic_write
-from . import CLIError
+from . import CLIError, check_output
 
 EPILOG = """\
 examples:
@@ -85,6 +85,8 @@ def run(args):
         raise CLIError(f"--repeats must be >= 1, got {args.repeats}")
     if args.min_time < 0:
         raise CLIError(f"--min-time must be >= 0, got {args.min_time}")
+    if args.json:
+        check_output("--json", args.json, (".json",))  # before minutes of timing
     if args.settle < 0:
         raise CLIError(f"--settle must be >= 0, got {args.settle}")
     threads = _ints(args.threads, "--threads")
@@ -98,15 +100,16 @@ def run(args):
     info = {"machine": bench.machine_info(), "blas": bench.blas_info()}
     print(bench.describe(info), flush=True)
     if todo:
-        print(f"{len(todo)} configurations x threads {threads}, {args.repeats} interleaved "
-              "repeats, median times; ratio = median of paired nplstm / other (< 1: nplstm "
-              "faster)\n", flush=True)
+        print(f"{len(todo)} configuration{'s' * (len(todo) != 1)} x threads {threads}, "
+              f"{args.repeats} interleaved repeats, median times; ratio = median of paired "
+              "nplstm / other (< 1: nplstm faster)\n", flush=True)
     done = []
 
     def progress(result):
         done.append(result)
+        calls = f" for {result['T']} calls" if result.get("mode") == "stream" else ""
         print(f"  {result['label']} threads={result['threads']}: nplstm "
-              f"{result['times_ms']['nplstm']:.3g} ms", flush=True)
+              f"{result['times_ms']['nplstm']:.3g} ms{calls}", flush=True)
 
     out = bench.run(todo, threads, args.repeats, args.min_time, not args.no_reference, progress,
                     settle=args.settle)

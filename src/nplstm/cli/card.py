@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
-import numpy as np
-
 from ..module import article
-from . import CLIError
+from . import CLIError, check_output, need_matplotlib
 
 EPILOG = """\
 examples:
@@ -24,9 +22,9 @@ examples:
   nplstm card --trace trace.npz --step 0 --batch 1 --layer 1 --direction 1 -o card.png
   nplstm card --trace trace.npz --units 4:7 -o card.png   # units 4, 5, 6
 
---units takes the same START:STOP (or START:STOP:STEP) selection as nplstm
-trace --units, except that a plain integer N means the first N units (0:N),
-as it always has on the card. A gate's box has room for 3 values at
+--units means what it means in nplstm trace: an integer K is unit K alone
+(-1 the last), START:STOP (or START:STOP:STEP) a range; the first N units
+are :N. A gate's box has room for 3 values at
 --precision 2 (6 at --precision 0, 2 at --precision 3), fewer when the
 values are wide (|v| >= 10); values too long to print in decimals are shown
 in e-notation. A projected LSTM's h (P entries) shows the units of --units
@@ -52,9 +50,9 @@ def register(sub):
     t.add_argument("--batch", type=int, help="sequence of the batch (default: 0)")
     t.add_argument("--layer", type=int, help="(default: 0)")
     t.add_argument("--direction", type=int, help="0 forward, 1 reverse (default: 0)")
-    t.add_argument("--units", metavar="SEL", help="which units' values to show: START:STOP "
-                   "as in nplstm trace (e.g. 4:7), or N for the first N (default: as many "
-                   "as fit, 3 at --precision 2)")
+    t.add_argument("--units", metavar="SEL", help="which units' values to show, as in "
+                   "nplstm trace: K (unit K alone) or START:STOP, e.g. 4:7; :N for the first "
+                   "N (default: as many as fit, 3 at --precision 2)")
     t.add_argument("--precision", type=int, help="decimals shown (default: 2)")
     p.add_argument("--dpi", type=int, default=150, help="resolution of a .png (default: 150)")
     p.set_defaults(func=run)
@@ -64,21 +62,12 @@ TRACE_OPTIONS = ("step", "batch", "layer", "direction", "units", "precision")
 
 
 def _units(spec, trace, precision, values):
-    """``--units`` as unit indices: ``N`` is ``0:N``, else a selection as in trace; their
+    """``--units`` as unit indices, a selection as in trace (K is unit K); their
     ``values`` (the step shown) must fit in a gate's box."""
     from .. import card
     from .trace import parse_selection
 
-    H = trace.hidden_size
-    try:
-        n = int(spec)
-    except ValueError:
-        idx = parse_selection(spec, H, "--units")
-    else:
-        if not 1 <= n <= H:
-            raise CLIError(f"--units {spec}: a plain N means the first N units, N between 1 "
-                           f"and {H} (the trace's hidden_size); for one unit K write K:K+1")
-        idx = np.arange(n)
+    idx = parse_selection(spec, trace.hidden_size, "--units")
     room = card.max_units(precision)
     if idx.size > room:
         raise CLIError(f"--units {spec}: selects {idx.size} units, but a gate's box has "
@@ -92,10 +81,8 @@ def _units(spec, trace, precision, values):
 
 
 def run(args):
-    ext = os.path.splitext(args.output)[1].lower()
-    if ext not in FORMATS:
-        raise CLIError(f"-o {args.output}: expected a file name ending in "
-                       f"{', '.join(FORMATS)}")
+    check_output("-o", args.output, FORMATS)  # before any work
+    need_matplotlib("nplstm card")
     if not 20 <= args.dpi <= 1200:
         raise CLIError(f"--dpi must be between 20 and 1200, got {args.dpi}")
     if not args.trace:

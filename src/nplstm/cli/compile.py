@@ -46,7 +46,7 @@ def run(args):
     times = _numba.precompile(args.dtype or ("float32", "float64"))
     count = times.pop("(kernels compiled)")
     for name, seconds in times.items():
-        print(f"  {name:<36} {seconds:6.2f} s")
+        print(f"  {name:<44} {seconds:6.2f} s")
     total = time.perf_counter() - start
     print(f"{count} kernels ready in {total:.1f} s (numba import included)")
     return 0

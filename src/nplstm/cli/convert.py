@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from . import CLIError
+from . import CLIError, check_output
 
 _EPILOG = """\
 examples:
@@ -75,6 +75,8 @@ def _run(args) -> int:
     if args.output is not None and suffix not in weights_io.WRITE_SUFFIXES:
         raise CLIError(f"{args.output}: cannot write {suffix or 'a file without a suffix'}; "
                        f"OUT must end in {' or '.join(weights_io.WRITE_SUFFIXES)}")
+    if args.output is not None:
+        check_output("OUT", args.output, weights_io.WRITE_SUFFIXES)  # its folder, before work
     if not os.path.exists(args.input):
         raise CLIError(f"{args.input}: no such file")
     if os.path.isdir(args.input):

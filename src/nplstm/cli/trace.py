@@ -21,7 +21,7 @@ from ..demo import LAYERS, build, series
 from ..module import article
 from ..style import ansi
 from ..trace import projection_units, range_ends
-from . import CLIError, fit_families, no_family
+from . import CLIError, check_output, fit_families, need_matplotlib, no_family, seed
 
 EPILOG = """\
 examples:
@@ -63,8 +63,8 @@ def register(sub):
     m.add_argument("--input-size", type=int, metavar="H_IN",
                    help="features per step (default: the width of --input, else 1)")
     for name, default, meta, help_ in DEMO_OPTIONS:
-        m.add_argument(f"--{name.replace('_', '-')}", type=int, metavar=meta,
-                       help=f"{help_}(default: {default})")
+        m.add_argument(f"--{name.replace('_', '-')}", type=seed if name == "seed" else int,
+                       metavar=meta, help=f"{help_}(default: {default})")
     m.add_argument("--nonlinearity", choices=("tanh", "relu"),
                    help="RNN only, demo model or --weights (default: tanh)")
     w = p.add_argument_group("your weights")
@@ -85,8 +85,8 @@ def register(sub):
     s.add_argument("--steps", metavar="SEL", help=f"an int or START:STOP, e.g. 3, 0:5, -1 "
                    f"(default: all, at most {MAX_STEPS})")
     s.add_argument("--units", metavar="SEL", help=f"an int or START:STOP, e.g. 2 (unit 2 "
-                   f"alone) or 0:4, as nplstm card --units takes, where a plain N means 0:N "
-                   f"(default: at most {MAX_UNITS})")
+                   f"alone) or 0:4, as nplstm card --units takes (default: at most "
+                   f"{MAX_UNITS})")
     s.add_argument("--layer", type=int, default=0, help="(default: 0)")
     s.add_argument("--direction", type=int, default=0, help="0 forward, 1 reverse (default: 0)")
     s.add_argument("--batch", type=int, default=0, help="which sequence (default: 0)")
@@ -122,7 +122,8 @@ def parse_selection(spec, size, option):
 
 
 def _read_input(path, batch_first):
-    """An input file as a float64 array: ``(L, H_in)`` or time-major ``(L, N, H_in)``."""
+    """An input file as a float64 array: ``(L, H_in)`` or time-major ``(L, N, H_in)``,
+    and the shape the file holds (``(N, L, H_in)`` with ``batch_first``)."""
     if batch_first and os.path.splitext(path)[1].lower() != ".npy":
         raise CLIError(f"--batch-first: --input {path} is a table of (L, H_in), one sequence; "
                        "--batch-first is for a 3-D .npy of (N, L, H_in)")
@@ -133,15 +134,7 @@ def _read_input(path, batch_first):
         if ext == ".npy":
             x = np.load(path, allow_pickle=False)
         elif ext in (".csv", ".txt"):
-            with open(path) as f:
-                first = f.readline()
-            try:
-                [float(v) for v in first.replace(",", " ").split()]
-                skip = 0
-            except ValueError:
-                skip = 1  # a header row
-            x = np.loadtxt(path, delimiter="," if "," in first else None, skiprows=skip,
-                           ndmin=2)
+            x = _read_table(path)
         else:
             raise CLIError(f"--input {path}: expected a .npy or .csv file")
     except ValueError as exc:
@@ -155,9 +148,39 @@ def _read_input(path, batch_first):
     if batch_first and x.ndim != 3:
         raise CLIError(f"--batch-first: --input {path} has shape {x.shape}, one sequence "
                        "(L, H_in); --batch-first is for a batch of (N, L, H_in)")
+    shape = x.shape
     if batch_first:
         x = x.transpose(1, 0, 2)  # (N, L, H_in) -> (L, N, H_in)
-    return x.astype(np.float64)
+    return x.astype(np.float64), shape
+
+
+def _read_table(path):
+    """A .csv/.txt table ``(L, H_in)``: one row per step, a header row skipped.
+
+    Read row by row so an empty or ragged file gets an error in the CLI's words
+    (NumPy's ``loadtxt`` warns on an empty file and advises ``usecols`` on a ragged one).
+    """
+    with open(path) as f:
+        lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+    if lines:
+        try:
+            [float(v) for v in lines[0][1].replace(",", " ").split()]
+        except ValueError:
+            lines = lines[1:]  # a header row
+    if not lines:
+        raise CLIError(f"--input {path}: no rows of numbers in the file")
+    sep = "," if "," in lines[0][1] else None
+    rows = [(n, line.split(sep), line.strip()) for n, line in lines]
+    width = len(rows[0][1])
+    for n, row, line in rows:
+        if len(row) != width:
+            raise CLIError(f"--input {path}: line {n} has {len(row)} value{'s' * (len(row) != 1)}, the first row "
+                           f"{width}; every row (time step) needs the same features")
+        try:
+            row[:] = [float(v) for v in row]
+        except ValueError:
+            raise CLIError(f"--input {path}: line {n} is not all numbers: {line!r}") from None
+    return np.array([row for _, row, _ in rows], dtype=np.float64)  # (L, H_in)
 
 
 def _check_nonlinearity(args):
@@ -220,7 +243,7 @@ def _weights_model(args, dtype):
     args.cell = _family(sd, prefix, args)
     _check_nonlinearity(args)
     extra = {"nonlinearity": args.nonlinearity} if args.nonlinearity else {}
-    layer = LAYERS[args.cell].from_state_dict(sd, prefix, dtype=dtype, **extra)
+    layer = LAYERS[args.cell].from_state_dict(sd, prefix, dtype=dtype, **extra).eval()
     head = None if args.head is None else Linear.from_state_dict(sd, args.head, dtype=dtype)
     return layer, head, args.weights + (f", prefix {prefix!r}" if prefix else "")
 
@@ -418,13 +441,19 @@ def run(args):
     length = 5 if args.length is None else args.length
     if length < 1:
         raise CLIError(f"--length must be >= 1, got {length}")
-    x = _read_input(args.input, args.batch_first) if args.input else None
+    if args.save:  # outputs are checked before any work or printing
+        check_output("--save", args.save, (".npz",))
+    if args.plot:
+        check_output("--plot", args.plot, (".png", ".svg", ".pdf"))
+        need_matplotlib("--plot")
+    x, file_shape = _read_input(args.input, args.batch_first) if args.input else (None, None)
     layer, head, where = _model(args, dtype, None if x is None else x.shape[-1])
     if x is None:
         x = series(length, layer.input_size, dtype)  # (L, H_in)
         what = f"built-in series sin(0.5 t + k), shape {x.shape}"
     else:
-        what = f"{args.input}, shape {x.shape} (time-major)"
+        what = f"{args.input}, shape {file_shape}" + (
+            f" (N, L, H_in), run time-major as {x.shape}" if args.batch_first else "")
     if x.shape[-1] != layer.input_size:
         raise CLIError(f"--input {args.input}: each step has {x.shape[-1]} features, but the "
                        f"model's input_size is {layer.input_size}")
@@ -484,9 +513,6 @@ def _span(idx):
 
 
 def _plot(trace, args, units):
-    ext = os.path.splitext(args.plot)[1].lower()
-    if ext not in (".png", ".svg", ".pdf"):
-        raise CLIError(f"--plot {args.plot}: expected a .png, .svg or .pdf file name")
     try:
         from .. import plot
         fig = plot.overview(trace, args.layer, args.direction, args.batch,

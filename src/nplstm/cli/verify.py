@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from ..demo import LAYERS
-from . import CLIError, fit_families, no_family
+from . import CLIError, fit_families, no_family, seed
 
 EPILOG = """\
 examples:
@@ -105,7 +105,7 @@ def register(sub):
     s.add_argument("--seq-len", type=int, default=7, metavar="L", help="time steps (default: 7)")
     s.add_argument("--batch", type=int, default=2, metavar="N",
                    help="sequences in a batched input (default: 2)")
-    s.add_argument("--seed", type=int, default=0,
+    s.add_argument("--seed", type=seed, default=0,
                    help="seed of the random weights, inputs and initial states (default: 0)")
     p.add_argument("-v", "--verbose", action="store_true", help="one row per configuration "
                    "(the default for up to 16); else one row per cell and dtype")
@@ -170,17 +170,18 @@ def compare(cfg, sizes, state_dict=None, prefix="", seed=0):
     tdtype = torch.float64 if dtype == np.float64 else torch.float32
     opts = _options(cfg)
     t_cls = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}[cfg["cell"]]
-    theirs = t_cls(h_in, hidden, **opts).to(tdtype)
+    theirs = t_cls(h_in, hidden, **opts).to(tdtype).eval()  # both in eval: inference
     if state_dict is None:
         g = torch.Generator().manual_seed(seed)
         k = _weight_scale(cfg, hidden)
         with torch.no_grad():
             for p in theirs.parameters():  # U(-k, k): no zero bias hides a bug
                 p.copy_((torch.rand(p.shape, generator=g, dtype=tdtype) * 2 - 1) * k)
-        ours = LAYERS[cfg["cell"]](h_in, hidden, **opts, dtype=dtype)
+        ours = LAYERS[cfg["cell"]](h_in, hidden, **opts, dtype=dtype).eval()
         ours.load_state_dict(theirs.state_dict())
     else:
-        ours = LAYERS[cfg["cell"]].from_state_dict(state_dict, prefix, dtype=dtype, **opts)
+        ours = LAYERS[cfg["cell"]].from_state_dict(state_dict, prefix, dtype=dtype,
+                                                   **opts).eval()
         theirs.load_state_dict({k: torch.from_numpy(v) for k, v in ours.state_dict().items()})
     rng = np.random.default_rng(seed)
     if cfg["unbatched"]:

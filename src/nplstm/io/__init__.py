@@ -46,7 +46,7 @@ _READERS = {
 WRITE_SUFFIXES = (".safetensors", ".npz")
 
 
-def load_weights(path, key: str | None = None) -> dict[str, np.ndarray]:
+def load_weights(path, key: str | int | None = None) -> dict[str, np.ndarray]:
     """Read a state_dict from ``path`` without torch: ``{"weight_ih_l0": array, ...}``.
 
     Args:
@@ -55,7 +55,8 @@ def load_weights(path, key: str | None = None) -> dict[str, np.ndarray]:
             content whatever its name (``model_best.pth.tar``, ``checkpoint``).
         key: for a checkpoint holding a state_dict among other things (``{"epoch": 3,
             "model": state_dict, "optimizer": ...}``), the ``/``-separated path to it,
-            e.g. ``"model"``. ``None`` finds it: the file itself if it is a dict of
+            e.g. ``"model"``; an int, or digits in the path (``"optimizer/state/0"``),
+            reach integer keys such as optimizer state's. ``None`` finds it: the file itself if it is a dict of
             tensors, else the only dict of tensors inside (preferring ``state_dict``,
             ``model_state_dict``, ``model``, ... when there are several).
 

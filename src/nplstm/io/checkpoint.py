@@ -25,12 +25,13 @@ _MAX_DEPTH = 4
 MAX_SEARCHED_ENTRIES = 1_000_000
 
 
-def find_state_dict(obj, key: str | None = None, source: str = "weights"):
+def find_state_dict(obj, key: str | int | None = None, source: str = "weights"):
     """Return ``(path, state_dict)``: where the dict of tensors was and a copy of it.
 
     Args:
         obj: what :func:`nplstm.io.load_checkpoint` returned.
-        key: ``None`` to search; or a ``/``-separated path of dict keys to pick one.
+        key: ``None`` to search; or a ``/``-separated path of dict keys to pick one
+            (digits reach an integer key), or an int key.
         source: the file name, for error messages.
 
     Returns:
@@ -68,7 +69,8 @@ def describe(obj, what: str = "the top level") -> str:
         return f"{what} is a dict with keys {keys or 'none'}{more}"
     if isinstance(obj, np.ndarray):
         return f"{what} is a single tensor of shape {obj.shape}, not a dict of tensors"
-    return f"{what} is a {type(obj).__name__}"
+    name = type(obj).__name__
+    return f"{what} is {'an' if name[:1] in 'aeiou' else 'a'} {name}"
 
 
 def _is_tensor_dict(obj) -> bool:
@@ -124,19 +126,31 @@ def _tensor_dicts(obj, source: str) -> dict[str, Mapping]:
     return found
 
 
-def _select(obj, key: str, source: str) -> dict:
-    """Follow ``key`` (``a/b``) into nested dicts; it must end at a dict of tensors."""
-    if not isinstance(key, str) or not key:
-        raise WeightsFormatError(f"{source}: key must be a non-empty string, got {key!r}")
-    node, walked = obj, []
-    for part in key.split("/"):
+def _select(obj, key: str | int, source: str) -> dict:
+    """Follow ``key`` (``a/b``) into nested dicts; it must end at a dict of tensors.
+
+    An int ``key``, or a part of the path written in digits where the dict has no
+    such string key, reaches an integer key (optimizer state: ``"optimizer/state/0"``).
+    """
+    if isinstance(key, int) and not isinstance(key, bool):
+        parts: list = [key]  # an integer key, as optimizer state has
+    elif isinstance(key, str) and key:
+        parts = key.split("/")
+    else:
+        raise WeightsFormatError(f"{source}: key must be a non-empty string or an int, "
+                                 f"got {key!r}")
+    node, walked = obj, list[str]()
+    for part in parts:
+        if isinstance(node, Mapping) and part not in node and isinstance(part, str) \
+                and part.lstrip("-").isdigit() and int(part) in node:
+            part = int(part)  # "state/0": the path's text names an integer key
         if not isinstance(node, Mapping) or part not in node:
             where = "/".join(walked) or "the top level"
             raise WeightsFormatError(
                 f"{source}: no key {part!r} in {where}; {describe(node, where)}"
             )
         node = node[part]
-        walked.append(part)
+        walked.append(str(part))
     if isinstance(node, Mapping) and (len(node) == 0 or _is_tensor_dict(node)):
         return dict(node)
     bad = _non_tensor_entries(node)

@@ -94,7 +94,7 @@ def _inflate(zf: zipfile.ZipFile, info: zipfile.ZipInfo, what: str):
         buffer[:len(head) - offset] = np.frombuffer(head, np.uint8, offset=offset)
         filled = len(head) - offset
         while filled < nbytes:
-            got = entry.readinto(memoryview(buffer)[filled:filled + _CHUNK])
+            got = entry.readinto(buffer.data[filled:filled + _CHUNK])  # type: ignore[attr-defined]
             if not got:
                 raise WeightsFormatError(f"{what}: the entry ends after {filled} of "
                                          f"{nbytes} data bytes")

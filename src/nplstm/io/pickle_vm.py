@@ -31,6 +31,7 @@ truncated (:func:`quote`).
 from __future__ import annotations
 
 import struct
+from typing import Any, NoReturn
 
 from ._common import UnsafeWeightsError, WeightsFormatError, quote
 
@@ -115,10 +116,11 @@ class Machine:
         self._ordered: set[int] = set()  # ids of dicts made by OrderedDict()
         self._keep: list = []  # keeps every object whose id is recorded above alive
         self._other_keys = 0
+        self.result: Any = None  # the pickle's value, set by STOP
 
     # ---- reading --------------------------------------------------------------------
 
-    def fail(self, message: str):
+    def fail(self, message: str) -> NoReturn:
         raise WeightsFormatError(f"{self.source}: {message}")
 
     def fail_at_end(self, message: str):
@@ -275,7 +277,7 @@ class Machine:
         if any(type(i) is Args or isinstance(i, Internal) for i in items):
             if any(type(i) is Args for i in items):
                 self.fail("arguments nested inside arguments; torch.save never writes that")
-            made = Args(i if isinstance(i, Internal) else self.value(i) for i in items)
+            made: tuple = Args(i if isinstance(i, Internal) else self.value(i) for i in items)
         else:
             made = tuple(self.value(i) for i in items)
         self.record(made, made)

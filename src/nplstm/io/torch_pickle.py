@@ -18,7 +18,7 @@ torch/_utils.py, torch/serialization.py.)
 from __future__ import annotations
 
 import _compat_pickle  # the stdlib's Python 2 -> 3 name table
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -366,7 +366,7 @@ def _complex(real=0.0, imag=0.0) -> complex:
     return complex(real, imag)
 
 
-def unpickle(data: bytes, read_storage: Callable, byteorder: str, source: str,
+def unpickle(data: bytes | memoryview, read_storage: Callable, byteorder: str, source: str,
              budget: CopyBudget, start: int = 0, dry: bool = False):
     """Run the pickle at ``data[start:]`` with tensors as arrays; ``(value, end, resolver)``."""
     resolver = TorchResolver(read_storage, byteorder, source, budget, dry)
@@ -395,7 +395,7 @@ def _find_placeholder(obj) -> tuple[str | None, str | None]:
     and at most ``_MAX_WALK`` nodes are looked at.
     """
     seen: set[int] = set()
-    stack = [(obj, ())]
+    stack: list[tuple[Any, tuple[str, ...]]] = [(obj, ())]
     budget = _MAX_WALK
     while stack and budget > 0:
         node, path = stack.pop()
@@ -406,7 +406,7 @@ def _find_placeholder(obj) -> tuple[str | None, str | None]:
             items = (node.items() if isinstance(node, dict)
                      else enumerate(node) if isinstance(node, (list, tuple))
                      else ((None, v) for v in node))
-            children = []
+            children: list[tuple[Any, tuple[str, ...]]] = []
             for k, v in items:
                 budget -= 1
                 if budget <= 0:

@@ -19,6 +19,7 @@ import os
 import struct
 import zipfile
 import zlib
+from typing import Any
 
 import numpy as np
 
@@ -141,7 +142,7 @@ def _read_stored(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray
     One copy instead of zipfile's two (bytes, then an array), so a tensor that is its
     whole storage can use the buffer as is.
     """
-    fp = zf.fp
+    fp: Any = zf.fp  # the archive's open file (zipfile types it IO[bytes] | None)
     fp.seek(0, os.SEEK_END)
     if info.file_size != info.compress_size or info.file_size > fp.tell():
         raise WeightsFormatError(
@@ -161,7 +162,7 @@ def _read_stored(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path) -> np.ndarray
         if fp.readinto(chunk) != chunk.size:
             raise WeightsFormatError(f"{path}: file ends inside zip entry "
                                      f"{quote(info.filename)}")
-        crc = zlib.crc32(chunk, crc)
+        crc = zlib.crc32(chunk.data, crc)
     if crc != info.CRC:
         raise WeightsFormatError(f"{path}: zip entry {quote(info.filename)}: Bad CRC-32; the "
                                  "file is corrupt")

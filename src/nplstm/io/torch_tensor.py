@@ -116,7 +116,7 @@ class TorchDtype:
 
     def numpy(self, byteorder: str) -> np.dtype:
         """The NumPy dtype of the stored bytes, in the file's byte order."""
-        return np.dtype(DTYPES[self.name]).newbyteorder(byteorder)
+        return np.dtype(DTYPES[self.name]).newbyteorder(byteorder)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,7 +30,7 @@ def from_keras(source):
             ``.keras`` file and read back).
 
     Returns:
-        :class:`nplstm.Sequential` of nplstm layers: input ``(N, L, features)``
+        :class:`nplstm.Sequential` of nplstm layers in eval mode: input ``(N, L, features)``
         (Keras's batch-first layout) as float32 (float64 for a float64 model);
         the output is what ``model.predict`` returns (a list for several outputs).
 
@@ -107,7 +107,7 @@ def _build(f, path):
     if unused:
         raise ValueError(f"{path}: weights no layer took: {unused[:6]}: the file does not "
                          "match its config")
-    return Sequential(modules)
+    return Sequential(modules).eval()  # an inference model: eval mode
 
 
 def _input_width(entries):

@@ -28,7 +28,7 @@ class Entry:
     class_name: str
     config: dict
     mask_from: object = "?"
-    outputs: list = None
+    outputs: list | None = None
 
     @property
     def name(self):

@@ -41,7 +41,8 @@ def from_onnx(path_or_model, *, dtype=None):
         value is a single-layer :class:`nplstm.LSTM`, :class:`nplstm.GRU` or
         :class:`nplstm.RNN` with PyTorch's conventions (states ``(D, N, H)``;
         ``batch_first=True`` when the node's ``layout`` is 1), or a
-        :class:`Reversed` one for ``direction="reverse"``. Weights are
+        :class:`Reversed` one for ``direction="reverse"``, in eval mode (ONNX
+        files are for inference; nplstm layers, like torch's, start in training mode). Weights are
         reordered into PyTorch's layout (LSTM i,o,f,c -> i,f,g,o; GRU z,r,h ->
         r,z,n; ``B = [Wb, Rb]`` -> ``bias_ih``, ``bias_hh``; ``P`` i,o,f ->
         ``weight_ph`` i,f,o). The node's run-time inputs are the call's:
@@ -72,7 +73,8 @@ def from_onnx(path_or_model, *, dtype=None):
         while unique in layers:  # two nodes of one name: the second gets "#2"
             k += 1
             unique = f"{name}#{k}"
-        layers[unique] = layer_from_node(unique, node, scope, opsets, dtype)
+        layers[unique] = layer = layer_from_node(unique, node, scope, opsets, dtype)
+        layer.eval()  # an inference format: layers come back in eval mode
     return layers
 
 
