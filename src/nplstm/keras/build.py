@@ -30,8 +30,15 @@ _INERT = {"name", "trainable", "dtype", "kernel_initializer", "recurrent_initial
           "recurrent_constraint", "bias_constraint", "dropout", "recurrent_dropout",
           "seed", "unroll", "implementation", "unit_forget_bias", "input_dim",
           "batch_input_shape", "batch_shape", "input_shape", "build_config",
-          "lora_rank", "lora_alpha", "quantization_config", "noise_shape", "rate",
-          "stddev", "data_format"}
+          "lora_rank", "lora_alpha", "quantization_config"}
+
+#: Options of the layers that do nothing at inference (their noise and dropout).
+_NOISE = {"rate", "noise_shape", "stddev"}
+
+#: Boolean options, as Keras writes them (JSON true/false); anything else is refused,
+#: never read as Python truth ("false" is a non-empty string).
+_FLAGS = ("use_bias", "return_sequences", "return_state", "go_backwards", "stateful",
+          "zero_output_for_mask", "reset_after", "time_major")
 
 _RNN_KEYS = {"units", "activation", "recurrent_activation", "use_bias", "return_sequences",
              "return_state", "go_backwards", "stateful", "zero_output_for_mask",
@@ -50,6 +57,36 @@ def check_keys(entry_name, cls, config, handled):
             continue
         raise NotImplementedError(f"layer {entry_name!r} ({cls}): option {key}={value!r} is "
                                   "not supported")
+
+
+def check_types(entry_name, cls, config):
+    """Keras's own types for the options read: booleans and a positive ``units``."""
+    for key in _FLAGS:
+        if key in config and not isinstance(config[key], bool):
+            raise ValueError(f"layer {entry_name!r} ({cls}): option {key} must be true or "
+                             f"false, got {config[key]!r}")
+    units = config.get("units")
+    if "units" in config and (isinstance(units, bool) or not isinstance(units, int)
+                              or units < 1):
+        raise ValueError(f"layer {entry_name!r} ({cls}): units must be a positive integer, "
+                         f"got {units!r}")
+
+
+def builtin(layer, where):
+    """A layer dict of Keras's own classes; NotImplementedError for custom objects
+    (``registered_name`` "package>Name", a ``module`` outside keras): nothing is
+    imported or run from a file."""
+    if not isinstance(layer, dict) or not isinstance(layer.get("config", {}), dict):
+        raise ValueError(f"layer {where!r}: a layer must be a JSON object with a 'config' "  # noqa: TRY004 (file data)
+                         f"object, got {str(layer)[:60]}")
+    module, registered = layer.get("module"), layer.get("registered_name")
+    if ">" in str(registered or "") or (module is not None
+                                         and not str(module).startswith("keras")):
+        raise NotImplementedError(f"layer {where!r}: custom object "
+                                  f"{registered or layer.get('class_name')!r} (module "
+                                  f"{module!r}) is not supported: only Keras's own layers "
+                                  "are read, no code from a file is run")
+    return layer
 
 
 def dtype_of(config):
@@ -140,8 +177,12 @@ def recurrent(entry, weights, major, dtype, outputs):
     name, config = entry.name, entry.config
     if entry.class_name == "Bidirectional":
         check_keys(name, "Bidirectional", config, {"layer", "backward_layer", "merge_mode"})
-        inner = config["layer"]
+        inner = builtin(config["layer"], name)
         cls, rnn_cfg = inner["class_name"], inner.get("config", {})
+        if cls not in _FAMILIES:
+            raise NotImplementedError(f"layer {name!r}: Bidirectional({cls}) is not "
+                                      "supported, only of LSTM, GRU or SimpleRNN")
+        check_types(name, cls, config.get("backward_layer", {}).get("config", {}))
         back = config.get("backward_layer", {}).get("config", dict(rnn_cfg))
         if rnn_cfg.get("go_backwards"):
             raise NotImplementedError(f"layer {name!r}: Bidirectional of a go_backwards "
@@ -154,6 +195,7 @@ def recurrent(entry, weights, major, dtype, outputs):
     else:
         cls, rnn_cfg, merge_mode = entry.class_name, config, "concat"
     check_keys(name, cls, rnn_cfg, _RNN_KEYS)
+    check_types(name, cls, rnn_cfg)
     if rnn_cfg.get("time_major"):
         raise NotImplementedError(f"layer {name!r} ({cls}): time_major=True is not supported")
     D = 2 if entry.class_name == "Bidirectional" else 1
@@ -186,12 +228,13 @@ def dense(entry, weights, major, dtype, outputs):
     name, config, label = entry.name, entry.config, entry.class_name
     if entry.class_name == "TimeDistributed":
         check_keys(name, label, config, {"layer"})
-        inner = config["layer"]
+        inner = builtin(config["layer"], name)
         if inner["class_name"] != "Dense":
             raise NotImplementedError(f"layer {name!r}: TimeDistributed({inner['class_name']})"
                                       " is not supported, only TimeDistributed(Dense)")
         config = inner.get("config", {})
     check_keys(name, "Dense", config, {"units", "activation", "use_bias"})
+    check_types(name, label, config)
     units, use_bias = int(config["units"]), bool(config.get("use_bias", True))
     if len(weights) != 1 + use_bias or weights[0].ndim != 2 or weights[0].shape[1] != units:
         raise ValueError(f"layer {name!r} ({label}, units={units}): expected kernel (F, "
@@ -214,11 +257,16 @@ def other(entry, weights, major, dtype, outputs):
                          f"{len(weights)}")
     if cls == "Masking":
         check_keys(name, cls, config, {"mask_value"})
-        return kl.Masking(config.get("mask_value", 0.0))
+        value = config.get("mask_value", 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"layer {name!r} (Masking): mask_value must be a number, got "
+                             f"{value!r}")
+        return kl.Masking(value)
     if cls == "Activation":
         check_keys(name, cls, config, {"activation"})
         return kl.Activation(config["activation"], keras_version=major)
     if cls == "Flatten":
+        check_keys(name, cls, config, {"data_format"})
         if config.get("data_format") not in (None, "channels_last"):
             raise NotImplementedError(f"layer {name!r} (Flatten): data_format="
                                       f"{config['data_format']!r} is not supported")
@@ -226,7 +274,7 @@ def other(entry, weights, major, dtype, outputs):
     if cls == "Reshape":
         check_keys(name, cls, config, {"target_shape"})
         return kl.Reshape(config["target_shape"])
-    check_keys(name, cls, config, set())
+    check_keys(name, cls, config, _NOISE)
     return kl.Identity(cls)
 
 

@@ -27,6 +27,14 @@ import zipfile
 
 import numpy as np
 
+from ..io._common import (
+    INFLATE_ALLOWANCE,
+    INFLATE_RATIO,
+    check_zip_archive,
+    open_zip,
+    read_zip_entry,
+)
+
 
 def _h5py():
     try:
@@ -56,6 +64,69 @@ def snake_case(name):
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+def _json(data, where):
+    """A JSON document as Python data; ValueError naming ``where`` if it is not one
+    (bad UTF-8, bad JSON, or nesting too deep for the parser)."""
+    try:
+        return json.loads(_text(data))
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{where} is not valid JSON: {str(exc)[:120]}") from None
+
+
+def _open_h5(source, where):
+    """An HDF5 file opened read-only, refused if any link leaves the file: external
+    links, soft links (Keras writes neither), virtual datasets and datasets with
+    external storage (HDF5 would read other files for them)."""
+    h5py = _h5py()
+    try:
+        f = h5py.File(source, "r")
+    except OSError as exc:
+        raise ValueError(f"{where}: not an HDF5 file ({exc})") from None
+    bad = []
+
+    def check(name, link):
+        if not isinstance(link, h5py.HardLink):
+            bad.append(f"{name} ({type(link).__name__})")
+
+    f.visititems_links(check)  # does not follow links
+    if not bad:
+        f.visititems(lambda name, obj: bad.append(f"{name} (virtual or external data)")
+                     if isinstance(obj, h5py.Dataset) and (obj.is_virtual or obj.external)
+                     else None)
+    if bad:
+        f.close()
+        raise ValueError(f"{where}: refusing links and datasets Keras never writes, "
+                         "through which HDF5 would read other files or objects: "
+                         f"{bad[:4]}")
+    return f
+
+
+def _limit(source):
+    """Bytes a weight may declare: the io readers' inflation budget for this file."""
+    size = (source.getbuffer().nbytes if isinstance(source, io.BytesIO)
+            else os.path.getsize(source))
+    return INFLATE_RATIO * size + INFLATE_ALLOWANCE
+
+
+def read_array(dataset, layer_name, limit):
+    """A weight dataset as a NumPy array: a real float type, at most ``limit`` bytes
+    (a few bytes of HDF5 can declare terabytes of unwritten chunks).
+
+    Raises:
+        ValueError: naming the layer, for anything else (a group, int/bool/string data).
+    """
+    h5py = _h5py()
+    if not isinstance(dataset, h5py.Dataset):
+        raise ValueError(f"layer {layer_name!r}: weight {dataset.name!r} is not a dataset")  # noqa: TRY004
+    if dataset.dtype.kind != "f":
+        raise ValueError(f"layer {layer_name!r}: weight {dataset.name!r} must hold floats, "
+                         f"got dtype {dataset.dtype}")
+    if dataset.size * dataset.dtype.itemsize > limit:
+        raise ValueError(f"layer {layer_name!r}: weight {dataset.name!r} declares shape "
+                         f"{dataset.shape}, more bytes than the file can hold")
+    return np.array(dataset)
+
+
 class KerasFile:
     """A model file's ``config`` (dict), ``keras_version`` (str) and weights.
 
@@ -81,20 +152,26 @@ class KerasArchive(KerasFile):
     """A ``.keras`` zip (Keras 3's format)."""
 
     def __init__(self, path):
-        try:
-            with zipfile.ZipFile(path) as z:
-                names = set(z.namelist())
-                for need in ("config.json", "model.weights.h5"):
-                    if need not in names:
-                        raise ValueError(f"{path}: not a Keras model archive: no {need} "
-                                         f"(found {sorted(names)[:8]})")
-                config = json.loads(z.read("config.json"))
-                meta = json.loads(z.read("metadata.json")) if "metadata.json" in names else {}
-                blob = z.read("model.weights.h5")
-        except zipfile.BadZipFile:
-            raise ValueError(f"{path}: a .keras file must be a zip archive") from None
+        size = os.path.getsize(path)
+        with open_zip(path, "Keras model archive") as z:
+            check_zip_archive(z, path, size)  # duplicates, zip bombs
+            parts = {name: read_zip_entry(z, z.getinfo(name), path)
+                     for name in ("config.json", "metadata.json", "model.weights.h5")
+                     if name in z.namelist()}
+            found = sorted(z.namelist())[:8]
+        for need in ("config.json", "model.weights.h5"):
+            if need not in parts:
+                raise ValueError(f"{path}: not a Keras model archive: no {need} "
+                                 f"(found {found})")
+        config = _json(parts["config.json"], f"{path}: config.json")
+        meta = _json(parts.get("metadata.json", b"{}"), f"{path}: metadata.json")
+        blob = parts["model.weights.h5"]
+        if not isinstance(meta, dict):
+            raise ValueError(f"{path}: metadata.json must hold a JSON object, got "  # noqa: TRY004
+                             f"{type(meta).__name__}")
         super().__init__(config, meta.get("keras_version", "3.0.0"))
-        self._h5 = _h5py().File(io.BytesIO(blob), "r")
+        self._h5 = _open_h5(io.BytesIO(blob), f"{path}: model.weights.h5")
+        self._limit = _limit(io.BytesIO(blob))
         self._used = set()
         self._counts = {}
 
@@ -120,7 +197,7 @@ class KerasArchive(KerasFile):
             for key in keys:
                 if not isinstance(group[key], _h5py().Dataset):
                     continue
-                arrays.append(np.array(group[key]))
+                arrays.append(read_array(group[key], layer_name, self._limit))
                 self._used.add(f"{path}/{part}/{key}")
         return arrays
 
@@ -135,21 +212,24 @@ class KerasH5(KerasFile):
     """A legacy ``.h5`` model file (Keras 2, or Keras 3's ``model.save("x.h5")``)."""
 
     def __init__(self, path):
-        h5py = _h5py()
-        try:
-            self._h5 = h5py.File(path, "r")
-        except OSError as exc:
-            raise ValueError(f"{path}: not an HDF5 file ({exc})") from None
+        self._h5 = _open_h5(path, path)
+        self._limit = _limit(path)
         if "model_config" not in self._h5.attrs:
             self._h5.close()
             raise ValueError(f"{path}: no model_config attribute: a weights-only file, not "
                              f"a saved Keras model")
-        config = json.loads(_text(self._h5.attrs["model_config"]))
+        config = _json(self._h5.attrs["model_config"], f"{path}: model_config")
         super().__init__(config, _text(self._h5.attrs.get("keras_version", "2.0.0")))
         group = self._h5.get("model_weights", self._h5)
         self._group = group
-        self._layers = [_text(n) for n in group.attrs["layer_names"]
-                        if len(group[_text(n)].attrs.get("weight_names", []))]
+        names = [_text(n) for n in group.attrs.get("layer_names", [])]
+        missing = [n for n in names if not isinstance(group.get(n), _h5py().Group)]
+        if "layer_names" not in group.attrs or missing:
+            self._h5.close()
+            raise ValueError(f"{path}: the weights group must list its layer groups in a "
+                             f"layer_names attribute; missing: "
+                             f"{missing[:4] if missing else 'layer_names'}")
+        self._layers = [n for n in names if len(group[n].attrs.get("weight_names", []))]
         self._next = 0
 
     def weights(self, path, layer_name, parts):
@@ -159,7 +239,12 @@ class KerasH5(KerasFile):
                              f"layers with weights (it has {len(self._layers)})")
         group = self._group[self._layers[self._next]]
         self._next += 1
-        return [np.array(group[_text(n)]) for n in group.attrs["weight_names"]]
+        names = [_text(n) for n in group.attrs["weight_names"]]
+        absent = [n for n in names if n not in group]
+        if absent:
+            raise ValueError(f"layer {layer_name!r}: the file lists weights it does not hold: "
+                             f"{absent[:4]}")
+        return [read_array(group[n], layer_name, self._limit) for n in names]
 
     def unused(self):
         return self._layers[self._next:]

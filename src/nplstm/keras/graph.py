@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .build import builtin
+
 #: Keras 3 graph ops a Masking layer's mask is written as (keras.src.ops.numpy).
 MASK_OPS = ("NotEqual", "Any")
 
@@ -40,10 +42,19 @@ def chain(model_config):
         NotImplementedError: a model that is not a chain of layers (branches,
             shared layers, several inputs, nested models, unknown graph ops).
     """
+    if not isinstance(model_config, dict) or not isinstance(model_config.get("config", {}),
+                                                             dict):
+        raise ValueError(f"a Keras model config must be a JSON object holding a 'config' "  # noqa: TRY004
+                         f"object, got {str(model_config)[:60]}")
     kind = model_config.get("class_name")
     cfg = model_config.get("config", {})
+    layers = cfg.get("layers", [])
+    if not isinstance(layers, list):
+        raise ValueError(f"the model config's layers must be a list, got {str(layers)[:60]}")  # noqa: TRY004
+    for i, layer in enumerate(layers):
+        builtin(layer, layer.get("name", i) if isinstance(layer, dict) else i)
     if kind == "Sequential":
-        return [Entry(l["class_name"], l.get("config", {})) for l in cfg.get("layers", [])]
+        return [Entry(l["class_name"], l.get("config", {})) for l in layers]
     if kind in ("Functional", "Model"):
         return _functional(cfg)
     raise NotImplementedError(f"Keras model class {kind!r}: only Sequential and functional "
@@ -53,7 +64,12 @@ def chain(model_config):
 def _history(tensor):
     """``(layer name, tensor index)`` a Keras 3 ``__keras_tensor__`` arg comes from."""
     if isinstance(tensor, dict) and tensor.get("class_name") == "__keras_tensor__":
-        name, _, index = tensor["config"]["keras_history"]
+        history = tensor.get("config", {}).get("keras_history")
+        if not (isinstance(history, list) and len(history) == 3
+                and isinstance(history[0], str) and isinstance(history[2], int)):
+            raise ValueError(f"a tensor's keras_history must be [layer name, node index, "
+                             f"tensor index], got {str(history)[:60]}")
+        name, _, index = history
         return name, index
     return None
 
