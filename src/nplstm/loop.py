@@ -23,18 +23,19 @@ def length_mask(lengths, L, N, unbatched):
     return (np.arange(L)[:, None] < arr[None, :])[:, :, None]  # (L, N, 1)
 
 
-def check_lengths(lengths, L, N):
-    """``lengths`` as an ``(N,)`` integer array, each in ``[1, L]``; errors otherwise."""
-    arr = to_numpy(lengths, "lengths")
+def check_lengths(lengths, L, N, *, name="lengths", minimum=1):
+    """``lengths`` as an ``(N,)`` integer array, each in ``[minimum, L]``; errors
+    (naming ``name``: ONNX's ``sequence_lens`` allows 0) otherwise."""
+    arr = to_numpy(lengths, name)
     if arr.dtype.kind not in "iu":
-        raise TypeError(f"lengths must be integers, got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be integers, got dtype {arr.dtype}")
     if arr.shape != (N,):
-        raise InputError(f"lengths must have shape ({N},), one length per sequence in the "
+        raise InputError(f"{name} must have shape ({N},), one length per sequence in the "
                          f"batch, got shape {arr.shape}")
-    bad = arr[(arr < 1) | (arr > L)]
+    bad = arr[(arr < minimum) | (arr > L)]
     if bad.size:
-        raise InputError(f"lengths must be between 1 and the sequence length {L}, got "
-                         f"{bad.tolist()}")
+        raise InputError(f"{name} must be between {minimum} and the sequence length {L}, "
+                         f"got {bad.tolist()}")
     return arr
 
 

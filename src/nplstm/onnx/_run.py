@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layers import _RNNBase
+from ..loop import check_lengths
 from ..module import to_numpy
 
 #: A single-direction layer running backwards cannot trace honestly: not delegated.
@@ -153,16 +154,7 @@ def _state_in(s, name, batch_first, shape):
 def _lengths(sequence_lens, N, L):
     if sequence_lens is None:
         return None
-    lens = to_numpy(sequence_lens, "sequence_lens")
-    if lens.dtype.kind not in "iu":
-        raise TypeError(f"sequence_lens must be integers, got dtype {lens.dtype}")
-    if lens.shape != (N,):
-        raise ValueError(f"sequence_lens must have shape ({N},), one length per sequence, "
-                         f"got shape {lens.shape}")
-    bad = lens[(lens < 0) | (lens > L)]
-    if bad.size:
-        raise ValueError(f"sequence_lens must be between 0 and the sequence length {L}, "
-                         f"got {bad.tolist()}")
+    lens = check_lengths(sequence_lens, L, N, name="sequence_lens", minimum=0)
     return lens.astype(np.int64)
 
 
