@@ -211,13 +211,20 @@ class Module:
 
     def __getstate__(self):
         # Pickle/deepcopy: keep the parameters, rebuild the prepared copies on use.
-        return {**self.__dict__, "_prepared": None, "_step_plans": None}
+        # The family that runs (``_run_family``) is chosen again from the options:
+        # a copied Family would no longer be the one the compiled engine knows by
+        # identity, and the copy would silently run on NumPy.
+        state = {**self.__dict__, "_prepared": None, "_step_plans": None}
+        state.pop("_run_family", None)
+        return state
 
     def __setstate__(self, state):
         if "dtype" in state:  # pickled before dtype became a property
             state["_dtype"] = state.pop("dtype")
         self.__dict__.update(state)
         self.__dict__.setdefault("_step_plans", None)
+        if "_options" in state:
+            self._set_options(state["_options"])
         for arr in self._params.values():  # pickling does not keep the read-only flag
             arr.flags.writeable = False
 
