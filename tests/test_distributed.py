@@ -6,6 +6,7 @@ layer's own call on the same blocks in this process (bit for bit).
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -32,10 +33,14 @@ def client():
 
     No dashboard, and the scheduler's small HTTP server on a free port: with
     ``dashboard_address=None`` it still tries port 8787 and warns (an error here)
-    when another cluster on the machine holds it.
+    when another cluster on the machine holds it. The workers run the engine this
+    process's tests run (``tests/conftest.py``): the module fixture starts before the
+    per-test environment is set, so it is passed to them explicitly.
     """
+    engine = os.environ.get("NPLSTM_TEST_ENGINE", "numpy")
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   dashboard_address=":0", scheduler_kwargs={"dashboard": False},
+                                  env={"NPLSTM_ENGINE": engine},
                                   ) as cluster, \
             distributed.Client(cluster) as c:
         yield c
