@@ -188,18 +188,25 @@ def direction_backward(mode, p, x, rec, prev, dy, dstate, keep, reverse, nonline
     return dx, dstate, grads
 
 
+def _state_parts(module, value, name, pair):
+    """A gradient shaped like the module's state, as a tuple of its parts: an LSTM's
+    must be the 2-tuple ``pair`` names (else TypeError naming ``name``); a GRU's or
+    RNN's is one array."""
+    if len(module.family.states) == 1:
+        return (value,)
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be a tuple {pair} for {type(module).__name__}, "
+                        f"got {type(value).__name__}")
+    return tuple(value)
+
+
 def _state_grads(layer, grad_state, shapes, unbatched, dtype):
     """grad_state as a tuple of internal ``(D*num_layers, N, H)`` arrays (zeros if None)."""
     states = layer.family.states
     if grad_state is None:
         parts = (None,) * len(states)
-    elif len(states) == 2:
-        if not isinstance(grad_state, (tuple, list)) or len(grad_state) != 2:
-            raise TypeError(f"grad_state must be a tuple (dh_n, dc_n) for "
-                            f"{type(layer).__name__}, got {type(grad_state).__name__}")
-        parts = tuple(grad_state)
     else:
-        parts = (grad_state,)
+        parts = _state_parts(layer, grad_state, "grad_state", "(dh_n, dc_n)")
     out = []
     for name, part, shape in zip(states, parts, shapes):
         if part is None:
@@ -323,13 +330,7 @@ def cell_backward(cell, trace, grad_output):
     _check_trace(cell, trace)
     dtype = cell.dtype
     states = cell.family.states
-    if len(states) == 2:
-        if not isinstance(grad_output, (tuple, list)) or len(grad_output) != 2:
-            raise TypeError(f"grad_output must be a tuple (dh, dc) for {type(cell).__name__}, "
-                            f"got {type(grad_output).__name__}")
-        parts = tuple(grad_output)
-    else:
-        parts = (grad_output,)
+    parts = _state_parts(cell, grad_output, "grad_output", "(dh, dc)")
     shape = trace.h_n.shape
     dstate = []
     for name, part in zip(states, parts):
