@@ -44,3 +44,23 @@ def test_copy_of_an_options_layer_keeps_the_general_step():
     assert twin.engine == "numpy-general" and twin._run_family is layer._run_family
     x = np.random.default_rng(0).standard_normal((7, 2, 3)).astype(np.float32)
     assert np.array_equal(layer(x)[0], twin(x)[0])
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_one_step_near_the_float_limit_warns_nothing(kind, monkeypatch):
+    """The compiled one-step path's input product (through NumPy) overflowing to inf
+    is part of the math, as on the NumPy path: no RuntimeWarning (pytest: errors).
+    Issue 12's case: weight_ih = 1, weight_hh = -1/32, x = h_0 = 2e38."""
+    monkeypatch.setenv("NPLSTM_ENGINE", "numba")
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
+    sd = {"weight_ih": np.ones((G * 32, 32), np.float32),
+          "weight_hh": np.full((G * 32, 32), -1 / 32, np.float32)}
+    layers = {"lstm": nplstm.LSTM, "gru": nplstm.GRU, "rnn": nplstm.RNN}
+    cells = {"lstm": nplstm.LSTMCell, "gru": nplstm.GRUCell, "rnn": nplstm.RNNCell}
+    layer = layers[kind].from_state_dict({k + "_l0": v for k, v in sd.items()})
+    cell = cells[kind].from_state_dict(sd)
+    x = np.full((1, 40, 32), 2e38, np.float32)
+    h = (x, np.zeros_like(x)) if kind == "lstm" else x
+    out = layer(x, h)[0]
+    cell(x[0], (x[0], x[0] * 0) if kind == "lstm" else x[0])
+    assert out.shape == (1, 40, 32)

@@ -368,3 +368,15 @@ def test_streaming_within_the_stated_bound(kind, dtype):
         y, s_layer = single(x[t:t + 1], s_layer)
         s_cell = cell(x[t], s_cell)
         np.testing.assert_array_equal(y[0], s_cell[0] if kind == "lstm" else s_cell)
+
+
+def test_load_state_dict_errors_are_runtime_errors_like_torch():
+    """torch's load_state_dict raises RuntimeError for missing/unexpected keys and
+    wrong shapes; ported ``except RuntimeError`` must catch ours (still a ValueError)."""
+    sd = {"weight_ih_l0": np.zeros((1, 1))}
+    with pytest.raises(RuntimeError) as theirs:
+        torch.nn.LSTM(3, 4).load_state_dict({k: T(v) for k, v in sd.items()})
+    with pytest.raises(type(theirs.value)) as ours:
+        nplstm.LSTM(3, 4).load_state_dict(sd)
+    assert isinstance(ours.value, ValueError) and "Error(s) in loading state_dict" in str(
+        ours.value)

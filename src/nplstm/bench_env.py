@@ -84,7 +84,7 @@ def runtime_info(threads):
     blas = blas_info().get("blas")
     b = blas[0] if isinstance(blas, list) and blas else {}
     numpy_blas = (f"NumPy {np.__version__}, {b.get('internal_api')} {b.get('version')} "
-                  f"({b.get('architecture')} kernel), {b.get('num_threads')} threads"
+                  f"({b.get('architecture')} kernel), {b.get('num_threads')} thread{'' if b.get('num_threads') == 1 else 's'}"
                   if b else f"NumPy {np.__version__}, BLAS unknown ({blas})")
     engine = _numba.engine()
     info = {"nplstm": f"engine {engine}" + (

@@ -127,8 +127,9 @@ class _CellBase(Module, Generic[S]):
         w = self._weights()
         new = tuple(np.empty((N, H), dtype) for _ in family.states)
         if _numba.use(family):  # the [fast] extra: the step in one compiled call
-            _numba.cell_step(family, w, input[None] if unbatched else input,
-                             None if hx is None else parts, new)
+            with cells.quiet():  # its input product through NumPy may overflow: no warning
+                _numba.cell_step(family, w, input[None] if unbatched else input,
+                                 None if hx is None else parts, new)
         else:
             ws = cells.take_workspace(family, w, N, dtype)
             ws.out = new[0].T  # (H, N): the step writes h' in place

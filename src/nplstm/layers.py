@@ -225,7 +225,8 @@ class _RNNBase(Module, Generic[S]):
         h_n = np.empty(plan.finals[0], dtype)  # (num_layers, N, H_out)
         c_n = np.empty(plan.finals[1], dtype) if len(shapes) == 2 else None
         if _numba.use(family):  # the [fast] extra: each layer's step in one compiled call
-            _numba.one_step(family, plan.weights, x, states, h_n, c_n)
+            with cells.quiet():  # its input product through NumPy may overflow: no warning
+                _numba.one_step(family, plan.weights, x, states, h_n, c_n)
         else:
             with cells.quiet():  # as loop.run_layers: overflow is no warning, whatever the size
                 for k, w in enumerate(plan.weights):

@@ -23,7 +23,8 @@ IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_k
 
 
 class InputError(ValueError, RuntimeError):
-    """A call's input or state of the wrong shape, size or length.
+    """A call's input or state of the wrong shape, size or length, or a state_dict
+    that does not fit (``load_state_dict``; PyTorch raises ``RuntimeError`` there).
 
     PyTorch raises ``RuntimeError`` for these in ``forward`` (and ``ValueError``
     for some, e.g. input that is not 2-D or 3-D), while constructors raise
@@ -295,7 +296,7 @@ class Module:
             problems.insert(0, "  unexpected keys: " + ", ".join(unexpected))
         if problems:
             hint = _prefix_hint(state_dict, prefix, next(iter(shapes))) if missing else ""
-            raise ValueError(f"Error(s) in loading state_dict for {type(self).__name__}:\n"
+            raise InputError(f"Error(s) in loading state_dict for {type(self).__name__}:\n"
                              + "\n".join(problems) + hint)
         dtype = weights_dtype(arrays.values()) if assign else None
         if dtype is not None:
