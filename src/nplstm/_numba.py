@@ -135,27 +135,52 @@ def compiled(w):
     return cw
 
 
-def _seq(K, family, cw, x, state0, state, y, reverse, lens, t0, rec=None):
-    """One compiled call over a chunk ``x (T, N, H_in)`` from ``state0`` to ``state``
-    (may be the same arrays; see :mod:`nplstm._numba_kernels`); ``rec (T, N, R*H)``
-    records the gates when given (the LSTM and GRU; the RNN's record is ``y``)."""
+def _seq(K, family, cw, x, xp, state0, state, y, reverse, lens, t0, rec=None):
+    """One compiled call over a chunk of steps from ``state0`` to ``state`` (may be
+    the same arrays; see :mod:`nplstm._numba_kernels`): ``xp (T, N, G*H)`` its input
+    projection, or empty ``(0, 0, 0)`` to project ``x (T, N, H_in)`` in the call;
+    ``rec (T, N, R*H)`` records the gates when given (the LSTM and GRU; the RNN's
+    record is ``y``)."""
     if family is cells.LSTM:
-        K.lstm_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, state0[0], state0[1], state[0],
+        K.lstm_seq(x, xp, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, state0[0], state0[1], state[0],
                    state[1], y, reverse, lens, t0, rec)
     elif family is cells.GRU:
-        K.gru_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, state0[0], state[0], y, reverse, lens,
-                  t0, rec)
+        K.gru_seq(x, xp, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, state0[0], state[0], y, reverse,
+                  lens, t0, rec)
     else:
-        K.rnn_seq(x, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, state0[0], state[0], y, reverse, lens,
-                  t0)
+        K.rnn_seq(x, xp, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, state0[0], state[0], y, reverse,
+                  lens, t0)
 
 
-def _project(cw, x):
-    """``(T, N, H_in) -> (T, N, G*H)``: one GEMM through NumPy's BLAS, plus the bias."""
+def _project(cw, x, bias=True):
+    """``(T, N, H_in) -> (T, N, G*H)``: one GEMM through NumPy's BLAS, plus the bias
+    unless ``bias`` is False (the whole-loop kernels add it themselves)."""
     T, N, H_in = x.shape
     xp = np.matmul(x.reshape(T * N, H_in), cw.W_ihT)  # (T*N, G*H)
-    xp += cw.b
+    if bias:
+        xp += cw.b
     return xp.reshape(T, N, -1)  # (T, N, G*H)
+
+
+def _empty(dtype, _cache={}):  # noqa: B006 (a cache on purpose)
+    """``(0, 0, 0)`` of ``dtype``: the kernels' "not given" for ``x`` or ``xp``."""
+    e = _cache.get(dtype)
+    if e is None:
+        e = _cache[dtype] = np.empty((0, 0, 0), dtype)
+    return e
+
+
+def _state_in(s, f):
+    """The state ``s`` as a kernel reads it: ``s`` itself when it is already an ``(N, H)``
+    C-contiguous writable array of ``f``'s dtype (one numba type: no second compile),
+    else ``s`` copied into ``f`` (an unbatched ``(H,)`` broadcasts to ``(1, H)``)."""
+    if s is f:
+        return s
+    flags = s.flags
+    if s.shape == f.shape and s.dtype == f.dtype and flags.c_contiguous and flags.writeable:
+        return s
+    np.copyto(f, s)
+    return f
 
 
 # ------------------------------------------------------------------- runs --
@@ -171,33 +196,42 @@ def run_direction(family, w, x, state, mask, reverse, final=None, y=None, record
     takes the kernels of the unrecorded one, compiled with extra writes only,
     so its outputs and states are bit for bit the call's.
 
-    A one-step call takes exactly the path a sequence of the same batch size
-    takes, so streaming and whole sequences give identical numbers.
+    A one-step call (``L == 1``) projects its input inside the compiled call, as
+    cells and streams do, so the three give identical numbers; longer runs take
+    the projection of each chunk of steps from one BLAS product, which rounds
+    differently in the last bits (as on the NumPy path; see the README's
+    "Streaming").
     """
     K, cw = kernels(), compiled(w)
     L, N = x.shape[:2]
+    dtype = x.dtype
     if final is None:
-        final = tuple(np.empty(s.shape, x.dtype) for s in state)
-    for f, s in zip(final, state):  # the kernels update the state in place
-        np.copyto(f, s)  # (N, H); an unbatched (H,) broadcasts to (1, H)
+        final = tuple(np.empty(s.shape, dtype) for s in state)
     if y is None:
-        y = np.empty((L, N, final[0].shape[-1]), x.dtype)  # (L, N, H_out)
+        y = np.empty((L, N, final[0].shape[-1]), dtype)  # (L, N, H_out)
     recorded = K.RECORDED[family.name] if record else ()
-    rec = np.empty((L, N, len(recorded) * w.H), x.dtype) if recorded else None  # (L, N, R*H)
+    rec = np.empty((L, N, len(recorded) * w.H), dtype) if recorded else None  # (L, N, R*H)
     lens = _NO_LENGTHS if mask is None else mask[:, :, 0].sum(0, dtype=np.int64)  # (N,)
-    size = cells.chunk_steps(w, N)
+    if N <= SMALL_BATCH:
+        state0 = tuple(_state_in(s, f) for s, f in zip(state, final))  # (N, H) each
+        if L == 1:  # one step: projected in the call, as a stream's step
+            _seq(K, family, cw, _usable(x), _empty(dtype), state0, final, y, reverse, lens, 0,
+                 rec)
+            return y, final, _records(family, recorded, rec, y, w.H) if record else None
+    else:
+        for f, s in zip(final, state):  # _gemm_steps updates the state in place
+            np.copyto(f, s)  # (N, H)
+    size = max(1, cells.CHUNK_ELEMENTS // (cw.W_ihT.shape[1] * N))  # cells.chunk_steps
     starts = range(0, L, size)
     for start in reversed(starts) if reverse else starts:
         stop = min(start + size, L)
+        xp = _project(cw, x[start:stop], N > SMALL_BATCH)  # (T, N, G*H): one GEMM
         if N <= SMALL_BATCH:
-            xs = np.ascontiguousarray(x[start:stop])  # (T, N, H_in)
-            if not xs.flags.writeable:  # a read-only array is another type: another compile
-                xs = xs.copy()
-            _seq(K, family, cw, xs, final, final, y[start:stop], reverse, lens, start,
-                 None if rec is None else rec[start:stop])
+            _seq(K, family, cw, _empty(dtype), xp, state0, final, y[start:stop], reverse, lens,
+                 start, None if rec is None else rec[start:stop])
+            state0 = final
         else:
-            _gemm_steps(K, family, cw, _project(cw, x[start:stop]), final, y, reverse, lens,
-                        start, rec)
+            _gemm_steps(K, family, cw, xp, final, y, reverse, lens, start, rec)
     return y, final, _records(family, recorded, rec, y, w.H) if record else None
 
 
@@ -250,44 +284,48 @@ def cell_step(family, w, x, state, new, record=None):
     return new
 
 
-def one_step(family, weights, x, states, h_n, c_n):
+def one_step(family, weights, x, states, h_n, c_n, out):
     """Every layer's single step for :meth:`nplstm.layers._RNNBase._one_step`.
 
-    weights: one :class:`cells.Weights` per layer; x ``(N, H_in)``; states:
-    None (zeros) or the caller's ``(h_0,)``/``(h_0, c_0)``, ``(num_layers, [N,] H)``;
-    h_n, c_n ``(num_layers, N, H)``: written in place (c_n None for GRU/RNN).
-    A stream's hot path: straight to the kernel a sequence of this batch size
-    runs (so the numbers are the sequence's), with nothing else on the way.
+    weights: one :class:`cells.Weights` per layer; x ``(1, N, H_in)``, C-contiguous
+    and writable; states: None (zeros) or the caller's ``(h_0,)``/``(h_0, c_0)``,
+    each ``(num_layers, N, H)``; h_n, c_n ``(num_layers, N, H)`` (c_n None for
+    GRU/RNN) and out ``(1, N, H_out)``, the top layer's output: written.
+    A stream's hot path: straight to the kernel a one-step call of this batch
+    size runs (so the numbers are a cell's and a one-step sequence's), with
+    nothing else on the way; small batches make no NumPy call that could warn.
     """
     N = h_n.shape[1]
-    if N > SMALL_BATCH:
-        for k, w in enumerate(weights):
-            new = (h_n[k],) if c_n is None else (h_n[k], c_n[k])  # (N, H) each
-            cell_step(family, w, x, None if states is None else [s[k] for s in states], new)
-            x = h_n[k]  # (N, H_out): the next layer's input
+    if N > SMALL_BATCH:  # BLAS products: overflow is no warning (as loop.run_layers)
+        with cells.quiet():
+            for k, w in enumerate(weights):
+                new = (h_n[k],) if c_n is None else (h_n[k], c_n[k])  # (N, H) each
+                cell_step(family, w, x[0],
+                          None if states is None else [s[k] for s in states], new)
+                x = h_n[k][None]  # (1, N, H_out): the next layer's input
+        np.copyto(out[0], h_n[-1])
         return
     K = _kernels[0] if _kernels else kernels()
-    xs = x[None]  # (1, N, H_in)
-    flags = xs.flags
-    if not (flags.c_contiguous and flags.writeable):
-        xs = xs.copy()  # one array type: no second compile
+    empty = _empty(x.dtype)
     if states is not None:
-        states = [_usable(s if s.ndim == 3 else s[:, None]) for s in states]  # (layers, N, H)
+        states = [_usable(s) for s in states]  # (layers, N, H)
+    top = len(weights) - 1
     for k, w in enumerate(weights):
         cw = w.kernels.get("numba") or compiled(w)
         h = h_n[k]  # (N, H_out)
         h0 = _zeros(h) if states is None else states[0][k]
+        y = out if k == top else h[None]  # (1, N, H_out)
         if c_n is not None:
             c0 = _zeros(c_n[k]) if states is None else states[1][k]
-            K.lstm_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, h0, c0, h, c_n[k], h[None],
+            K.lstm_seq(x, empty, cw.W_ihT, cw.b, cw.W_hhT, cw.W_hrT, h0, c0, h, c_n[k], y,
                        False, _NO_LENGTHS, 0, None)
         elif family is cells.GRU:
-            K.gru_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, h0, h, h[None], False,
+            K.gru_seq(x, empty, cw.W_ihT, cw.b, cw.W_hhT, cw.b_hn, h0, h, y, False,
                       _NO_LENGTHS, 0, None)
         else:
-            K.rnn_seq(xs, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, h0, h, h[None], False,
+            K.rnn_seq(x, empty, cw.W_ihT, cw.b, cw.W_hhT, cw.relu, h0, h, y, False,
                       _NO_LENGTHS, 0)
-        xs = h[None]  # (1, N, H_out): the next layer's input
+        x = y  # (1, N, H_out): the next layer's input
 
 
 def _usable(a):

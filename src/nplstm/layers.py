@@ -217,37 +217,52 @@ class _RNNBase(Module, Generic[S]):
             for s, shape in zip(states, shapes):
                 if type(s) is not np.ndarray or s.dtype != dtype or s.shape != shape:
                     return None
+        family = self._run_family
+        if plan.L > 1:
+            return self._compiled_run(plan, input, states) if _numba.enabled() else None
+        h_n = np.empty(plan.finals[0], dtype)  # (num_layers, N, H_out)
+        c_n = np.empty(plan.finals[1], dtype) if len(shapes) == 2 else None
+        if plan.compilable and _numba.enabled():  # [fast]: each layer's step in one call
+            if plan.unbatched:  # (1, H_in) -> (1, 1, H_in); states (layers, H) -> (layers, 1, H)
+                xs = input[None]
+                if states is not None:
+                    states = [s[:, None] for s in states]
+            else:  # (1, N, H_in), or batch_first's (N, 1, H_in) as (1, N, H_in)
+                xs = input.transpose(1, 0, 2) if plan.batch_first else input
+            flags = xs.flags
+            if not (flags.c_contiguous and flags.writeable):
+                xs = xs.copy()  # one array type: no second compile
+            out = np.empty((1, N, h_n.shape[-1]), dtype)  # (1, N, H_out)
+            _numba.one_step(family, plan.weights, xs, states, h_n, c_n, out)
+            if plan.unbatched:
+                return out[0], self._pack_state((h_n[:, 0],) if c_n is None else (
+                    h_n[:, 0], c_n[:, 0]))  # (1, H_out); (layers, H)
+            return out[0][:, None] if plan.batch_first else out, self._pack_state(
+                (h_n,) if c_n is None else (h_n, c_n))  # (N, 1, H_out) or (1, N, H_out)
         if plan.unbatched:
             x = input  # (1, H_in): a batch of one
         else:
             x = input[:, 0] if plan.batch_first else input[0]  # (N, H_in)
-        family = self._run_family
-        h_n = np.empty(plan.finals[0], dtype)  # (num_layers, N, H_out)
-        c_n = np.empty(plan.finals[1], dtype) if len(shapes) == 2 else None
-        if _numba.use(family):  # the [fast] extra: each layer's step in one compiled call
-            with cells.quiet():  # its input product through NumPy may overflow: no warning
-                _numba.one_step(family, plan.weights, x, states, h_n, c_n)
-        else:
-            with cells.quiet():  # as loop.run_layers: overflow is no warning, whatever the size
-                for k, w in enumerate(plan.weights):
-                    if states is None:
-                        state = plan.zeros
-                    elif plan.unbatched:
-                        state = (states[0][k][:, None],) if c_n is None else (
-                            states[0][k][:, None], states[1][k][:, None])  # (H, 1)
-                    else:
-                        state = (states[0][k].T,) if c_n is None else (
-                            states[0][k].T, states[1][k].T)  # (H, N) gate-major views
-                    ws = cells.take_workspace(family, w, N, dtype)
-                    ws.out = out = h_n[k].T  # (H_out, N): the step writes h_n[k] in place
-                    new = family.step(ws.k.project_step(x, ws.xp), state, ws, None)
-                    if new[0] is not out:
-                        np.copyto(out, new[0])
-                    if c_n is not None:
-                        np.copyto(c_n[k].T, new[1])
-                    ws.out = None
-                    cells.give_back(w, ws, N, dtype)
-                    x = h_n[k]  # (N, H_out): the next layer's input
+        with cells.quiet():  # as loop.run_layers: overflow is no warning, whatever the size
+            for k, w in enumerate(plan.weights):
+                if states is None:
+                    state = plan.zeros
+                elif plan.unbatched:
+                    state = (states[0][k][:, None],) if c_n is None else (
+                        states[0][k][:, None], states[1][k][:, None])  # (H, 1)
+                else:
+                    state = (states[0][k].T,) if c_n is None else (
+                        states[0][k].T, states[1][k].T)  # (H, N) gate-major views
+                ws = cells.take_workspace(family, w, N, dtype)
+                ws.out = out = h_n[k].T  # (H_out, N): the step writes h_n[k] in place
+                new = family.step(ws.k.project_step(x, ws.xp), state, ws, None)
+                if new[0] is not out:
+                    np.copyto(out, new[0])
+                if c_n is not None:
+                    np.copyto(c_n[k].T, new[1])
+                ws.out = None
+                cells.give_back(w, ws, N, dtype)
+                x = h_n[k]  # (N, H_out): the next layer's input
         if plan.unbatched:
             h_n = h_n[:, 0]
             c_n = None if c_n is None else c_n[:, 0]
@@ -258,9 +273,40 @@ class _RNNBase(Module, Generic[S]):
             output = h_n[-1:].copy()  # (1, N, H_out)
         return output, self._pack_state((h_n,) if c_n is None else (h_n, c_n))
 
+    def _compiled_run(self, plan, input, states):
+        """:meth:`_one_step`'s twin for a whole sequence on the compiled engine: each
+        layer straight to :func:`nplstm._numba.run_direction`, which
+        :meth:`_forward` would reach through conversions and checks this call's
+        plan has already made (so the numbers are identical)."""
+        N, L, dtype = plan.N, plan.L, self.dtype
+        if plan.unbatched:
+            x = input[:, None]  # (L, 1, H_in)
+            if states is not None:
+                states = [s[:, None] for s in states]  # (layers, 1, H)
+        else:
+            x = input.transpose(1, 0, 2) if plan.batch_first else input  # (L, N, H_in)
+        h_n = np.empty(plan.finals[0], dtype)  # (num_layers, N, H_out)
+        c_n = np.empty(plan.finals[1], dtype) if len(plan.shapes) == 2 else None
+        family = self._run_family
+        with cells.quiet():  # as loop.run_layers: overflow is no warning, whatever the size
+            for k, w in enumerate(plan.weights):
+                final = (h_n[k],) if c_n is None else (h_n[k], c_n[k])  # (N, H) each
+                state = final if states is None else tuple(s[k] for s in states)
+                if states is None:
+                    for f in final:
+                        f.fill(0)
+                y = np.empty((L, N, h_n.shape[-1]), dtype)  # (L, N, H_out)
+                x = _numba.run_direction(family, w, x, state, None, False, final, y)[0]
+        if plan.unbatched:
+            return x[:, 0], self._pack_state((h_n[:, 0],) if c_n is None else (
+                h_n[:, 0], c_n[:, 0]))  # (L, H_out); (layers, H)
+        return x.transpose(1, 0, 2) if plan.batch_first else x, self._pack_state(
+            (h_n,) if c_n is None else (h_n, c_n))
+
     def _step_plan(self, shape, zero_state, weights):
         """What :meth:`_one_step` needs for inputs of this shape, or None when such
-        a call is not a one-step call it can take (then it never will be)."""
+        a call is not one it can take (then it never will be): one step, or any
+        number of steps for the compiled engine's families."""
         if self.bidirectional or len(shape) not in (2, 3) or shape[-1] != self.input_size:
             return None
         unbatched = len(shape) == 2
@@ -268,9 +314,12 @@ class _RNNBase(Module, Generic[S]):
             L, N = shape[0], 1
         else:
             L, N = (shape[1], shape[0]) if self.batch_first else shape[:2]
-        if L != 1 or N == 0:
+        family = self._run_family
+        compilable = family is cells.LSTM or family is cells.GRU or family is cells.RNN
+        if L == 0 or N == 0 or (L > 1 and not compilable):
             return None
-        plan = types.SimpleNamespace(N=N, unbatched=unbatched, batch_first=self.batch_first)
+        plan = types.SimpleNamespace(N=N, L=L, unbatched=unbatched, batch_first=self.batch_first,
+                                     compilable=compilable)
         plan.finals = [(self.num_layers, N, s[-1]) for s in self._state_shapes((N,))]
         plan.shapes = tuple(self._state_shapes(() if unbatched else (N,)))
         plan.weights = [layer[0] for layer in weights]  # one direction per layer
