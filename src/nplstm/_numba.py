@@ -15,7 +15,7 @@ Two schedules, chosen by batch size (:data:`SMALL_BATCH`):
 
 * small batches run the whole time loop in one compiled call per chunk of steps
   (``*_seq``), after one input-projection GEMM per chunk through NumPy's BLAS;
-  one-step calls (streams) project inside the compiled call too;
+  one-step calls (streams, cells) project inside the compiled call instead;
 * large batches are GEMM-bound: each step's ``h @ W_hh.T`` goes through NumPy's
   BLAS, the elementwise work through one compiled call (``*_cells``).
 
@@ -152,13 +152,12 @@ def _seq(K, family, cw, x, xp, state0, state, y, reverse, lens, t0, rec=None):
                   lens, t0)
 
 
-def _project(cw, x, bias=True):
-    """``(T, N, H_in) -> (T, N, G*H)``: one GEMM through NumPy's BLAS, plus the bias
-    unless ``bias`` is False (the whole-loop kernels add it themselves)."""
+def _project(cw, x, out):
+    """``x (T, N, H_in) @ W_ih.T -> (T, N, G*H)``: one GEMM through NumPy's BLAS into
+    the rows of ``out (>= T*N, G*H)`` (one buffer for every chunk of a run: no fresh
+    pages to fault in). The kernels add the bias as they read it."""
     T, N, H_in = x.shape
-    xp = np.matmul(x.reshape(T * N, H_in), cw.W_ihT)  # (T*N, G*H)
-    if bias:
-        xp += cw.b
+    xp = np.matmul(x.reshape(T * N, H_in), cw.W_ihT, out=out[:T * N])  # (T*N, G*H)
     return xp.reshape(T, N, -1)  # (T, N, G*H)
 
 
@@ -221,11 +220,13 @@ def run_direction(family, w, x, state, mask, reverse, final=None, y=None, record
     else:
         for f, s in zip(final, state):  # _gemm_steps updates the state in place
             np.copyto(f, s)  # (N, H)
-    size = max(1, cells.CHUNK_ELEMENTS // (cw.W_ihT.shape[1] * N))  # cells.chunk_steps
+    GH = cw.W_ihT.shape[1]
+    size = min(L, max(1, cells.CHUNK_ELEMENTS // (GH * N)))  # cells.chunk_steps
+    buf = np.empty((size * N, GH), dtype)  # the chunks' projections, one after another
     starts = range(0, L, size)
     for start in reversed(starts) if reverse else starts:
         stop = min(start + size, L)
-        xp = _project(cw, x[start:stop], N > SMALL_BATCH)  # (T, N, G*H): one GEMM
+        xp = _project(cw, x[start:stop], buf)  # (T, N, G*H): one GEMM
         if N <= SMALL_BATCH:
             _seq(K, family, cw, _empty(dtype), xp, state0, final, y[start:stop], reverse, lens,
                  start, None if rec is None else rec[start:stop])
@@ -258,14 +259,14 @@ def _gemm_steps(K, family, cw, xp, state, y, reverse, lens, start, rec):
         np.matmul(h, cw.W_hhT, ah)  # (N, G*H)
         if family is cells.LSTM:
             if proj:
-                K.lstm_cells(xp[s], ah, state[1], h_full, y, t, lens, False, rec)
+                K.lstm_cells(xp[s], cw.b, ah, state[1], h_full, y, t, lens, False, rec)
                 K.commit(np.matmul(h_full, cw.W_hrT, hp), h, y, t, lens)
             else:
-                K.lstm_cells(xp[s], ah, state[1], h, y, t, lens, True, rec)
+                K.lstm_cells(xp[s], cw.b, ah, state[1], h, y, t, lens, True, rec)
         elif family is cells.GRU:
-            K.gru_cells(xp[s], ah, cw.b_hn, h, y, t, lens, rec)
+            K.gru_cells(xp[s], cw.b, ah, cw.b_hn, h, y, t, lens, rec)
         else:
-            K.rnn_cells(xp[s], ah, cw.relu, h, y, t, lens)
+            K.rnn_cells(xp[s], cw.b, ah, cw.relu, h, y, t, lens)
 
 
 def cell_step(family, w, x, state, new, record=None):
@@ -308,7 +309,7 @@ def one_step(family, weights, x, states, h_n, c_n, out):
     K = _kernels[0] if _kernels else kernels()
     empty = _empty(x.dtype)
     if states is not None:
-        states = [_usable(s) for s in states]  # (layers, N, H)
+        states = [s if s.flags.carray else s.copy() for s in states]  # (layers, N, H)
     top = len(weights) - 1
     for k, w in enumerate(weights):
         cw = w.kernels.get("numba") or compiled(w)

@@ -14,12 +14,17 @@ numba need SciPy).
 Three kernels per family:
 
 * ``*_seq``: the whole time loop of a small batch in one call (a Python loop
-  calling a compiled step would pay ~1 µs a step), the input projection of the
-  chunk of steps ``x (T, N, H_in)`` included (:func:`_project`), so a step's
-  numbers are identical whether it comes alone (a stream) or in a sequence.
+  calling a compiled step would pay ~1 µs a step). A sequence's input product
+  ``x @ W_ih.T`` comes from NumPy's BLAS, one GEMM per chunk of steps (``xp``;
+  BLAS's AVX-512 GEMM runs 2-3x faster than LLVM's 256-bit loops here); a
+  one-step call (a stream, a cell) projects its input here (:func:`_project`),
+  where a GEMV through NumPy would cost more in call overhead than it saves.
+  The two round differently in the last bits (as the NumPy path's GEMM and
+  GEMV do); a step alone and a cell give identical numbers.
 * ``*_cells``: one step's elementwise work for a large batch, whose products
   ``h @ W_hh.T`` run through NumPy's BLAS outside (a GEMM there beats any loop
-  written here).
+  written here). The biases join the BLAS products here, as the kernels read
+  them (one pass less over the projection).
 * :func:`commit`: the projected LSTM's new ``h`` into state and output.
 
 ``lens`` (int64 ``(N,)``, empty for none) masks steps ``t >= lens[n]`` as
@@ -334,9 +339,10 @@ def rnn_seq(x, xp, W_ihT, b, W_hhT, relu, h0, h, y, reverse, lens, t0):
 
 
 @njit(**JIT)
-def lstm_cells(xp, ah, c, hout, y, t, lens, write_y, rec):
-    """One LSTM step's elementwise work: ``xp``, ``ah`` ``(N, 4H)`` (input part,
-    ``h @ W_hh.T``); ``c`` updated in place; ``hout (N, H)`` gets o ⊙ tanh(c) (the
+def lstm_cells(xp, b, ah, c, hout, y, t, lens, write_y, rec):
+    """One LSTM step's elementwise work: ``xp``, ``ah`` ``(N, 4H)`` (BLAS's ``x @ W_ih.T``
+    and ``h @ W_hh.T``), ``b (4H,)`` the biases (added here: one pass less over the
+    projection); ``c`` updated in place; ``hout (N, H)`` gets o ⊙ tanh(c) (the
     state h, or the unprojected h before W_hr); ``y[t]`` too when ``write_y``;
     ``rec[t]`` the gates and c when ``rec`` is given (see :data:`RECORDED`)."""
     N, H = c.shape
@@ -347,14 +353,14 @@ def lstm_cells(xp, ah, c, hout, y, t, lens, write_y, rec):
             if rec is not None:
                 rec[t, n, :] = 0
             continue
-        a, b, cn, hn = xp[n], ah[n], c[n], hout[n]
+        a, p, cn, hn = xp[n], ah[n], c[n], hout[n]
         if rec is not None:
             rn = rec[t, n]
         for k in range(H):  # rows o | i | f | g
-            o = sigmoid(a[k] + b[k])
-            i = sigmoid(a[H + k] + b[H + k])
-            f = sigmoid(a[2 * H + k] + b[2 * H + k])
-            g = tanh(a[3 * H + k] + b[3 * H + k])
+            o = sigmoid(a[k] + b[k] + p[k])
+            i = sigmoid(a[H + k] + b[H + k] + p[H + k])
+            f = sigmoid(a[2 * H + k] + b[2 * H + k] + p[2 * H + k])
+            g = tanh(a[3 * H + k] + b[3 * H + k] + p[3 * H + k])
             ck = f * cn[k] + i * g
             cn[k] = ck
             hn[k] = o * tanh(ck)
@@ -366,9 +372,9 @@ def lstm_cells(xp, ah, c, hout, y, t, lens, write_y, rec):
 
 
 @njit(**JIT)
-def gru_cells(xp, ah, b_hn, h, y, t, lens, rec):
-    """One GRU step's elementwise work (see :func:`gru_seq`); h in place, y[t] out,
-    ``rec[t]`` the gates when given."""
+def gru_cells(xp, b, ah, b_hn, h, y, t, lens, rec):
+    """One GRU step's elementwise work (see :func:`gru_seq`; ``b``: as
+    :func:`lstm_cells`); h in place, y[t] out, ``rec[t]`` the gates when given."""
     N, H = h.shape
     for n in range(N):
         if lens.shape[0] and t >= lens[n]:
@@ -376,13 +382,13 @@ def gru_cells(xp, ah, b_hn, h, y, t, lens, rec):
             if rec is not None:
                 rec[t, n, :] = 0
             continue
-        a, b, hn = xp[n], ah[n], h[n]
+        a, p, hn = xp[n], ah[n], h[n]
         if rec is not None:
             rn = rec[t, n]
         for k in range(H):
-            r = sigmoid(a[k] + b[k])
-            z = sigmoid(a[H + k] + b[H + k])
-            nk = tanh(a[2 * H + k] + r * (b[2 * H + k] + b_hn[k]))
+            r = sigmoid(a[k] + b[k] + p[k])
+            z = sigmoid(a[H + k] + b[H + k] + p[H + k])
+            nk = tanh(a[2 * H + k] + b[2 * H + k] + r * (p[2 * H + k] + b_hn[k]))
             hn[k] = (hn[k] - nk) * z + nk
             if rec is not None:
                 rn[k], rn[H + k], rn[2 * H + k] = r, z, nk
@@ -390,20 +396,21 @@ def gru_cells(xp, ah, b_hn, h, y, t, lens, rec):
 
 
 @njit(**JIT)
-def rnn_cells(xp, ah, relu, h, y, t, lens):
-    """One RNN step's elementwise work; h in place, y[t] out."""
+def rnn_cells(xp, b, ah, relu, h, y, t, lens):
+    """One RNN step's elementwise work (``b``: as :func:`lstm_cells`); h in place,
+    y[t] out."""
     N, H = h.shape
     for n in range(N):
         if lens.shape[0] and t >= lens[n]:
             y[t, n, :] = 0
             continue
-        a, b, hn = xp[n], ah[n], h[n]
+        a, p, hn = xp[n], ah[n], h[n]
         if relu:
             for k in range(H):
-                hn[k] = _relu(a[k] + b[k])
+                hn[k] = _relu(a[k] + b[k] + p[k])
         else:
             for k in range(H):
-                hn[k] = tanh(a[k] + b[k])
+                hn[k] = tanh(a[k] + b[k] + p[k])
         y[t, n, :] = hn
 
 
