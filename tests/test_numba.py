@@ -332,3 +332,32 @@ def test_nan_and_inf_inputs_like_torch(kind, dtype, schedule):
     for g, w in zip(got, want):
         np.testing.assert_array_equal(np.isnan(g), np.isnan(w))
         np.testing.assert_allclose(g, w, rtol=0, atol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def _breakdown_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "breakdown.py"
+    spec = importlib.util.spec_from_file_location("nplstm_breakdown", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_breakdown_script_replays_the_layers_own_calls(kind):
+    """benchmarks/breakdown.py times the GEMM schedule's parts by making the calls
+    ``layer(x)`` makes: its output is the layer's bit for bit, its parts add up."""
+    med, diff = _breakdown_script().breakdown(kind, 7, _numba.SMALL_BATCH + 2, 5, repeats=2)
+    assert diff == 0.0
+    parts = ("projection", "recurrent GEMM", "elementwise", "rest")
+    assert all(med[k] > 0 for k in parts[:3])
+    assert sum(med[k] for k in parts) == pytest.approx(med["total"])
+
+
+def test_breakdown_script_refuses_small_batches(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _breakdown_script().main(["--config", f"10,{_numba.SMALL_BATCH},8"])
+    assert exc.value.code == 2
+    assert "batch must be > 4, the GEMM schedule" in capsys.readouterr().err
