@@ -74,31 +74,65 @@ def breakdown(cell, T, B, H, repeats=5):
     return med, diff
 
 
+def _config(text):
+    """``"T,B,H"`` -> ``(T, B, H)``: three positive integers, a batch above the small-batch
+    schedule's; else an argparse error (a clean message and exit code 2, no traceback)."""
+    try:
+        T, B, H = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected T,B,H, three integers (e.g. 100,64,128)") from None
+    if min(T, B, H) < 1:
+        raise argparse.ArgumentTypeError(f"{text}: T, B and H must be at least 1")
+    if B <= _numba.SMALL_BATCH:
+        raise argparse.ArgumentTypeError(
+            f"{text}: batch must be > {_numba.SMALL_BATCH}, the GEMM schedule")
+    return T, B, H
+
+
+def _positive(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return n
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cell", action="append", choices=("lstm", "gru", "rnn"))
-    parser.add_argument("--config", action="append", metavar="T,B,H",
-                        help="sequence length, batch (> 4: the GEMM schedule), hidden size")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cell", action="append", choices=("lstm", "gru", "rnn"),
+                        help="cell type (repeatable; default: lstm)")
+    parser.add_argument("--config", action="append", metavar="T,B,H", type=_config,
+                        help="sequence length, batch (> 4: the GEMM schedule), hidden size "
+                             "(repeatable; default: 100,64,128 100,64,512 1000,16,256)")
+    parser.add_argument("--repeats", type=_positive, default=5,
+                        help="timed passes per configuration; the medians are shown "
+                             "(default: 5)")
     args = parser.parse_args(argv)
+    try:
+        compiled = _numba.enabled()
+    except (ImportError, ValueError) as e:  # NPLSTM_ENGINE=numba without numba, or unknown
+        parser.error(str(e))
+    if not compiled:
+        parser.error("times the compiled engine: needs the [fast] extra (numba) and "
+                     "NPLSTM_ENGINE unset, 'auto' or 'numba'")
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
-    configs = [tuple(int(v) for v in c.split(",")) for c in
-               (args.config or ["100,64,128", "100,64,512", "1000,16,256"])]
+    configs = args.config or [(100, 64, 128), (100, 64, 512), (1000, 16, 256)]
     print("config | projection | recurrent GEMM | elementwise | rest | total ms")
     for cell in args.cell or ["lstm"]:
         for T, B, H in configs:
-            if B <= _numba.SMALL_BATCH:
-                parser.error(f"--config {T},{B},{H}: batch must be > {_numba.SMALL_BATCH}, "
-                             "the GEMM schedule")
             med, diff = breakdown(cell, T, B, H, args.repeats)
-            assert diff == 0.0, diff
+            if diff != 0.0:
+                raise SystemExit(f"{cell} T{T} B{B} H{H}: the replay differs from layer(x) "
+                                 f"by {diff:.3g}; it no longer makes the layer's calls")
             share = {k: 100 * v / med["total"] for k, v in med.items()}
             print(f"{cell} T{T} B{B} H{H} | " + " | ".join(
                 f"{share[k]:.0f}%" for k in ("projection", "recurrent GEMM", "elementwise",
                                             "rest")) + f" | {med['total'] * 1e3:.1f}")
-
 
 if __name__ == "__main__":
     main()
