@@ -114,6 +114,26 @@ def test_mask_errors():
         gru(x, mask=_mask(), masked_output="keep")
 
 
+@pytest.mark.parametrize("engine", ["numpy", "numba"])
+@pytest.mark.parametrize("steps", [1, L])
+def test_masked_output_is_checked_without_a_mask_too(engine, steps, monkeypatch):
+    """A bad ``masked_output`` is an error whatever the call: without mask or lengths,
+    on either engine, one step or many, with arrays of the layer's dtype (the calls
+    the hot paths take), as with a list (the general path)."""
+    if engine == "numba":
+        pytest.importorskip("numba")
+    monkeypatch.setenv("NPLSTM_ENGINE", engine)
+    gru = nplstm.GRU(H_IN, H, batch_first=True)
+    x = _x().astype(np.float32)[:, :steps]
+    for given in (x, x.tolist()):
+        with pytest.raises(ValueError, match="masked_output must be 'zero' or 'hold', got 'keep'"):
+            gru(given, masked_output="keep")
+        with pytest.raises(ValueError, match="masked_output must be 'zero' or 'hold', got 'keep'"):
+            gru(given, gru(x)[1], masked_output="keep")
+    for mode in ("zero", "hold"):  # no mask: both modes are the plain call
+        np.testing.assert_array_equal(gru(x, masked_output=mode)[0], gru(x)[0])
+
+
 # ------------------------------------------------------------------ Sequential --
 
 def _model():

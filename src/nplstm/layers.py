@@ -170,8 +170,9 @@ class _RNNBase(Module, Generic[S]):
         layers; ``keras.src.backend.*.rnn``). ``lengths`` is the mask of a padded
         batch; give one or the other.
         """
-        if lengths is None and mask is None:
-            fast = self._one_step(input, hx)
+        if lengths is None and mask is None and (masked_output == "zero"
+                                                 or masked_output == "hold"):
+            fast = self._one_step(input, hx)  # (a bad masked_output: _forward's error)
             if fast is not None:
                 return fast
         output, state, _ = self._forward(input, hx, lengths, record=False, mask=mask,
