@@ -356,8 +356,23 @@ def test_breakdown_script_replays_the_layers_own_calls(kind):
     assert sum(med[k] for k in parts) == pytest.approx(med["total"])
 
 
-def test_breakdown_script_refuses_small_batches(capsys):
+@pytest.mark.parametrize("argv,message", [
+    (["--config", f"10,{_numba.SMALL_BATCH},8"], "batch must be > 4, the GEMM schedule"),
+    (["--config", "abc"], "'abc': expected T,B,H, three integers"),
+    (["--config", "1,2"], "'1,2': expected T,B,H, three integers"),
+    (["--config", "0,8,16"], "0,8,16: T, B and H must be at least 1"),
+    (["--repeats", "0"], "'0': expected a positive integer"),
+])
+def test_breakdown_script_refuses_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        _breakdown_script().main(["--config", f"10,{_numba.SMALL_BATCH},8"])
+        _breakdown_script().main(argv)
     assert exc.value.code == 2
-    assert "batch must be > 4, the GEMM schedule" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
+
+
+def test_breakdown_script_needs_the_compiled_engine(monkeypatch, capsys):
+    monkeypatch.setenv("NPLSTM_ENGINE", "numpy")
+    with pytest.raises(SystemExit) as exc:
+        _breakdown_script().main(["--config", "3,8,4"])
+    assert exc.value.code == 2
+    assert "times the compiled engine: needs the [fast] extra" in capsys.readouterr().err

@@ -112,10 +112,8 @@ class _CellBase(Module, Generic[S]):
         if N == 0:
             return None
         family = self._run_family
-        if hx is None:
-            zeros = np.zeros((H, N), dtype)
-            state = (zeros, zeros)[:len(family.states)]
-        else:
+        parts = None
+        if hx is not None:
             parts = (hx,) if len(family.states) == 1 else hx
             if type(parts) is not tuple or len(parts) != len(family.states):
                 return None
@@ -123,14 +121,28 @@ class _CellBase(Module, Generic[S]):
             for part in parts:
                 if type(part) is not np.ndarray or part.dtype != dtype or part.shape != shape:
                     return None
-            state = tuple(part[:, None] if unbatched else part.T for part in parts)
         w = self._weights()
         new = tuple(np.empty((N, H), dtype) for _ in family.states)
         if _numba.use(family):  # the [fast] extra: the step in one compiled call
-            with cells.quiet():  # its input product through NumPy may overflow: no warning
-                _numba.cell_step(family, w, input[None] if unbatched else input,
-                                 None if hx is None else parts, new)
+            x = input[None] if unbatched else input
+            if N <= _numba.SMALL_BATCH:  # a layer's one-step call: the same kernel call
+                xs = x[None]  # (1, N, H_in)
+                if not xs.flags.carray:  # C-contiguous and writable: one numba type
+                    xs = xs.copy()
+                states = None if parts is None else [
+                    p[None, None] if unbatched else p[None] for p in parts]  # (1, N, H)
+                h_n = new[0][None]  # (1, N, H): h' is also the output
+                _numba.one_step(family, [w], xs, states, h_n,
+                                new[1][None] if len(new) == 2 else None, h_n)
+            else:
+                with cells.quiet():  # BLAS's products may overflow: no warning
+                    _numba.cell_step(family, w, x, parts, new)
         else:
+            if parts is None:
+                zeros = np.zeros((H, N), dtype)
+                state = (zeros, zeros)[:len(family.states)]
+            else:  # gate-major (H, N) views
+                state = tuple(part[:, None] if unbatched else part.T for part in parts)
             ws = cells.take_workspace(family, w, N, dtype)
             ws.out = new[0].T  # (H, N): the step writes h' in place
             with cells.quiet():  # as loop.run_cell: overflow is no warning, whatever the size

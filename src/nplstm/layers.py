@@ -329,7 +329,7 @@ class _RNNBase(Module, Generic[S]):
         plan.shapes = tuple(self._state_shapes(() if unbatched else (N,)))
         plan.weights = [layer[0] for layer in weights]  # one direction per layer
         plan.zeros = None
-        if zero_state:
+        if zero_state and L == 1:  # the NumPy engine's one-step calls
             zeros = np.zeros((self.hidden_size, N), self.dtype)  # read, never written
             zeros.flags.writeable = False
             plan.zeros = (zeros[:self.output_size], zeros)[:len(plan.shapes)]
