@@ -30,10 +30,14 @@ CONFIGS = [("lstm", {}), ("lstm", {"proj_size": PROJ}),
            ("rnn", {"num_layers": 3, "bias": False, "batch_first": True})]
 
 
-@pytest.fixture(params=["small", "gemm"])
+@pytest.fixture(params=["small", "gemm", "gemm-python"])
 def schedule(request, monkeypatch):
-    """Both schedules whatever the batch: whole loop compiled, or BLAS per step."""
+    """Every schedule whatever the batch: whole loop compiled; BLAS per step called
+    from the compiled loop; or (no usable BLAS found) from a Python loop."""
     monkeypatch.setattr(_numba, "SMALL_BATCH", 10**6 if request.param == "small" else 0)
+    if request.param == "gemm-python":
+        monkeypatch.setattr(_numba, "_GEMM", dict.fromkeys(map(np.dtype, (np.float32,
+                                                                           np.float64))))
     return request.param
 
 
@@ -376,3 +380,71 @@ def test_breakdown_script_needs_the_compiled_engine(monkeypatch, capsys):
         _breakdown_script().main(["--config", "3,8,4"])
     assert exc.value.code == 2
     assert "times the compiled engine: needs the [fast] extra" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind,kwargs", [
+    ("lstm", {"num_layers": 2, "bidirectional": True}), ("lstm", {"proj_size": 3}),
+    ("gru", {"bidirectional": True}), ("rnn", {"nonlinearity": "relu", "num_layers": 2})])
+def test_blas_from_the_compiled_loop_equals_the_python_loop(kind, kwargs, dtype, monkeypatch):
+    """The GEMM schedule's compiled loop calls NumPy's own BLAS routine: the same
+    numbers, bit for bit, as the Python loop calling np.matmul (its fallback), for
+    calls with lengths, both directions, projections and traces."""
+    assert _numba.blas_gemm(dtype) is not None  # NumPy's wheels bundle OpenBLAS
+    monkeypatch.setattr(_numba, "SMALL_BATCH", 0)
+    monkeypatch.setattr(cells, "CHUNK_ELEMENTS", 200)  # a few chunks
+    ours, theirs = _twin(kind, dtype, 3, **kwargs)
+    x = _x(ours, 12, 6, dtype, 4)
+    lengths = [12, 3, 7, 12, 1, 9]
+    runs = {}
+    for route in ("compiled", "python"):
+        if route == "python":
+            monkeypatch.setattr(_numba, "_GEMM", dict.fromkeys(map(np.dtype, (np.float32,
+                                                                               np.float64))))
+        tr = ours.trace(x, lengths=lengths)
+        runs[route] = _flat(ours(x)) + _flat(ours(x, lengths=lengths)) + [
+            tr.output, *[tr[name] for name in ours.family.gates]]
+    for a, b in zip(runs["compiled"], runs["python"]):
+        np.testing.assert_array_equal(a, b)
+    with torch.no_grad():
+        assert_close(runs["compiled"][0], theirs(T(x))[0], dtype)
+
+
+def test_blas_gemm_falls_back_without_a_usable_blas(monkeypatch):
+    """No threadpoolctl, no OpenBLAS loaded, or a routine that computes something else:
+    None (the Python loop with np.matmul), never an error."""
+    import builtins
+    import ctypes
+
+    import threadpoolctl
+
+    real_import = builtins.__import__
+
+    def no_threadpoolctl(name, *args, **kwargs):
+        if name == "threadpoolctl":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    for patch in ("import", "no openblas", "wrong result", "float16"):
+        monkeypatch.setattr(_numba, "_GEMM", {})
+        with monkeypatch.context() as m:
+            dtype = np.float32
+            if patch == "import":
+                m.setattr(builtins, "__import__", no_threadpoolctl)
+            elif patch == "no openblas":
+                m.setattr(threadpoolctl, "threadpool_info", lambda: [
+                    {"internal_api": "mkl", "filepath": "/nonexistent/libmkl_rt.so"}])
+            elif patch == "wrong result":  # every name finds libc's abs, no sgemm
+                m.setattr(ctypes.CDLL, "__getattr__", lambda self, name: ctypes.CDLL(None).abs)
+            else:
+                dtype = np.float16
+            assert _numba.blas_gemm(dtype) is None, patch
+    monkeypatch.setattr(_numba, "_GEMM", {})
+    layer = nplstm.GRU(3, 4, seed=0).eval()
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 6, 3)).astype(np.float32)
+    monkeypatch.setattr(_numba, "SMALL_BATCH", 0)
+    want = layer(x)
+    monkeypatch.setattr(_numba, "_GEMM", {np.dtype(np.float32): None})
+    got = layer(x)
+    for a, b in zip(_flat(got), _flat(want)):
+        np.testing.assert_array_equal(a, b)

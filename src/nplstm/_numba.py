@@ -17,7 +17,10 @@ Two schedules, chosen by batch size (:data:`SMALL_BATCH`):
   (``*_seq``), after one input-projection GEMM per chunk through NumPy's BLAS;
   one-step calls (streams, cells) project inside the compiled call instead;
 * large batches are GEMM-bound: each step's ``h @ W_hh.T`` goes through NumPy's
-  BLAS, the elementwise work through one compiled call (``*_cells``).
+  BLAS, the elementwise work through one compiled call (``*_cells``); the whole
+  loop runs compiled, calling NumPy's OpenBLAS directly (:func:`blas_gemm`), or,
+  where that BLAS cannot be found, a Python loop calls ``np.matmul`` and the
+  kernel step by step.
 
 Both keep the NumPy path's bounded workspace: the projection runs in chunks of
 :data:`nplstm.cells.CHUNK_ELEMENTS` gate values, whatever the length.
@@ -218,8 +221,9 @@ def run_direction(family, w, x, state, mask, reverse, final=None, y=None, record
                  rec)
             return y, final, _records(family, recorded, rec, y, w.H) if record else None
     else:
-        for f, s in zip(final, state):  # _gemm_steps updates the state in place
+        for f, s in zip(final, state):  # the GEMM schedule updates the state in place
             np.copyto(f, s)  # (N, H)
+        gemm = blas_gemm(dtype)
     GH = cw.W_ihT.shape[1]
     size = min(L, max(1, cells.CHUNK_ELEMENTS // (GH * N)))  # cells.chunk_steps
     buf = np.empty((size * N, GH), dtype)  # the chunks' projections, one after another
@@ -231,6 +235,8 @@ def run_direction(family, w, x, state, mask, reverse, final=None, y=None, record
             _seq(K, family, cw, _empty(dtype), xp, state0, final, y[start:stop], reverse, lens,
                  start, None if rec is None else rec[start:stop])
             state0 = final
+        elif gemm is not None:
+            _gemm_seq(K, family, cw, gemm, xp, final, y, reverse, lens, start, rec)
         else:
             _gemm_steps(K, family, cw, xp, final, y, reverse, lens, start, rec)
     return y, final, _records(family, recorded, rec, y, w.H) if record else None
@@ -242,6 +248,78 @@ def _records(family, recorded, rec, y, H):
     out = {name: rec[:, :, j * H:(j + 1) * H] for j, name in enumerate(recorded)}  # views
     out["h"] = y.copy()  # (L, N, H_out): y is zero past a length, as the record
     return {name: out[name] for name in family.gates + family.states}
+
+
+def blas_gemm(dtype):
+    """NumPy's own OpenBLAS ``cblas_sgemm`` (float32) or ``cblas_dgemm`` (float64) as a
+    ctypes function the compiled loops call directly (:mod:`nplstm._numba_kernels`'
+    ``*_gemm_seq``), or None: then a Python-level loop calls ``np.matmul``, which
+    runs the same BLAS routine (same numbers), at ~25 µs more a step.
+
+    Found once per dtype through threadpoolctl (the library NumPy loaded, and the
+    symbol names of NumPy's wheels: ``scipy_cblas_sgemm64_``, 64-bit integers, or
+    plain ``cblas_sgemm``), then checked on a small product against ``np.matmul``;
+    anything else (another BLAS, no threadpoolctl, a failed check) gives None.
+    """
+    dtype = np.dtype(dtype)
+    if dtype in _GEMM:
+        return _GEMM[dtype]
+    fn = None
+    try:
+        fn = _find_gemm(dtype)
+    except Exception:  # noqa: BLE001 (a BLAS we cannot use is no error: fall back)
+        fn = None
+    _GEMM[dtype] = fn
+    return fn
+
+
+_GEMM: dict[Any, Any] = {}
+
+
+def _find_gemm(dtype):
+    import ctypes
+
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    libs = [lib for lib in threadpool_info() if lib.get("internal_api") == "openblas"]
+    libs.sort(key=lambda lib: "numpy" not in lib.get("filepath", ""))  # NumPy's first
+    char = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(dtype)
+    if char is None:
+        return None
+    real = ctypes.c_float if char == "s" else ctypes.c_double
+    for lib in libs:
+        handle = ctypes.CDLL(lib["filepath"])
+        for prefix, suffix in (("scipy_", "64_"), ("", "64_"), ("scipy_", ""), ("", "")):
+            fn = getattr(handle, f"{prefix}cblas_{char}gemm{suffix}", None)
+            if fn is None:
+                continue
+            integer = ctypes.c_int64 if suffix == "64_" else ctypes.c_int
+            fn.argtypes = [ctypes.c_int] * 3 + [integer] * 3 + [
+                real, ctypes.c_void_p, integer, ctypes.c_void_p, integer, real,
+                ctypes.c_void_p, integer]
+            fn.restype = None
+            a = np.arange(1, 7, dtype=dtype).reshape(3, 2) / 7  # (3, 2)
+            b = np.arange(1, 9, dtype=dtype).reshape(2, 4) / 3  # (2, 4)
+            c = np.full((3, 4), np.nan, dtype)
+            fn(101, 111, 111, 3, 4, 2, 1.0, a.ctypes.data, 2, b.ctypes.data, 4, 0.0,
+               c.ctypes.data, 4)
+            if np.array_equal(c, np.matmul(a, b)):
+                return fn
+    return None
+
+
+def _gemm_seq(K, family, cw, gemm, xp, state, y, reverse, lens, start, rec):
+    """A large batch's chunk of steps in one compiled call (BLAS called inside)."""
+    if family is cells.LSTM:
+        K.lstm_gemm_seq(gemm, xp, cw.b, cw.W_hhT, cw.W_hrT, state[0], state[1], y, start,
+                        reverse, lens, rec)
+    elif family is cells.GRU:
+        K.gru_gemm_seq(gemm, xp, cw.b, cw.W_hhT, cw.b_hn, state[0], y, start, reverse, lens,
+                       rec)
+    else:
+        K.rnn_gemm_seq(gemm, xp, cw.b, cw.W_hhT, cw.relu, state[0], y, start, reverse, lens)
 
 
 def _gemm_steps(K, family, cw, xp, state, y, reverse, lens, start, rec):
@@ -383,5 +461,6 @@ def precompile(dtypes=(np.float32, np.float64)):
                     ", traced" if record else "") + f" ({dtype.name})"
                 times[name] = time.perf_counter() - start
     times["(kernels compiled)"] = sum(len(getattr(K, f).signatures) for f in (
-        "lstm_seq", "gru_seq", "rnn_seq", "lstm_cells", "gru_cells", "rnn_cells", "commit"))
+        "lstm_seq", "gru_seq", "rnn_seq", "lstm_cells", "gru_cells", "rnn_cells", "commit",
+        "lstm_gemm_seq", "gru_gemm_seq", "rnn_gemm_seq"))
     return times

@@ -25,6 +25,12 @@ Three kernels per family:
   ``h @ W_hh.T`` run through NumPy's BLAS outside (a GEMM there beats any loop
   written here). The biases join the BLAS products here, as the kernels read
   them (one pass less over the projection).
+* ``*_gemm_seq``: a large batch's whole time loop in one call: each step's
+  ``h @ W_hh.T`` through NumPy's own BLAS, called from the compiled loop
+  (``gemm``: ``cblas_?gemm`` as a ctypes function, see
+  :func:`nplstm._numba.blas_gemm`), then the step's ``*_cells``. The very calls
+  the Python-level loop of :func:`nplstm._numba._gemm_steps` makes, without
+  ~25 µs of Python a step (the fallback when NumPy's BLAS cannot be found).
 * :func:`commit`: the projected LSTM's new ``h`` into state and output.
 
 ``lens`` (int64 ``(N,)``, empty for none) masks steps ``t >= lens[n]`` as
@@ -90,6 +96,22 @@ def _bits_to_f32(typingctx, bits):
 
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` with one rounding (``llvm.fma``), for ``f ⊙ c + i ⊙ g``: with
+    ``contract`` alone LLVM may fuse either product of a sum of two, and which one
+    depends on the code around it (inlining a step into a loop changed it), so a
+    call and its trace could differ in the last bit. Same type in and out."""
+    sig = a(a, b, c)
+
+    def codegen(context, builder, signature, args):
+        ty = args[0].type
+        fn = builder.module.declare_intrinsic("llvm.fma", [ty], ir.FunctionType(ty, [ty] * 3))
+        return builder.call(fn, args)
 
     return sig, codegen
 
@@ -253,7 +275,7 @@ def lstm_seq(x, xp, W_ihT, b, W_hhT, W_hrT, h0, c0, h, c, y, reverse, lens, t0, 
                 i = sigmoid(a[H + k] + p[H + k])
                 f = sigmoid(a[2 * H + k] + p[2 * H + k])
                 g = tanh(a[3 * H + k] + p[3 * H + k])
-                ck = f * cn[k] + i * g
+                ck = _fma(f, cn[k], i * g)
                 cn[k] = ck
                 hf[k] = o * tanh(ck)
                 if rec is not None:  # PyTorch's order i | f | g | o, then c
@@ -361,7 +383,7 @@ def lstm_cells(xp, b, ah, c, hout, y, t, lens, write_y, rec):
             i = sigmoid(a[H + k] + b[H + k] + p[H + k])
             f = sigmoid(a[2 * H + k] + b[2 * H + k] + p[2 * H + k])
             g = tanh(a[3 * H + k] + b[3 * H + k] + p[3 * H + k])
-            ck = f * cn[k] + i * g
+            ck = _fma(f, cn[k], i * g)
             cn[k] = ck
             hn[k] = o * tanh(ck)
             if rec is not None:
@@ -423,3 +445,60 @@ def commit(hp, h, y, t, lens):
         else:
             h[n] = hp[n]
             y[t, n, :] = hp[n]
+
+
+# ------------------------------- large batches: the whole loop, BLAS inside --
+
+_ROW_MAJOR, _NO_TRANS = 101, 111  # CBLAS_ORDER, CBLAS_TRANSPOSE (cblas.h)
+
+
+@njit(inline="always", **JIT)
+def _gemm(gemm, A, B, C):
+    """``C = A @ B`` through ``gemm`` (cblas_?gemm), all three C-contiguous 2-D."""
+    M, K = A.shape
+    gemm(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, M, B.shape[1], K, 1.0, A.ctypes.data, K,
+         B.ctypes.data, B.shape[1], 0.0, C.ctypes.data, C.shape[1])
+
+
+@njit(**JIT)
+def lstm_gemm_seq(gemm, xp, b, W_hhT, W_hrT, h, c, y, t0, reverse, lens, rec):
+    """A chunk of a large batch's LSTM steps: ``xp (T, N, 4H)`` the chunk's input
+    products (no bias), state ``h (N, H_out)``, ``c (N, H)`` updated in place, ``y``
+    the whole output (step t of the chunk is ``y[t0 + t]``), ``W_hrT (H, proj)`` or
+    empty; ``rec``: see :data:`RECORDED`."""
+    T, N, G = xp.shape
+    ah = np.empty((N, G), y.dtype)  # (N, 4H)
+    proj = W_hrT.shape[0] > 0
+    h_full = np.empty(c.shape, y.dtype)  # (N, H): o * tanh(c) before W_hr
+    hp = np.empty(h.shape, y.dtype)  # (N, proj)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        _gemm(gemm, h, W_hhT, ah)  # h @ W_hh.T
+        if proj:
+            lstm_cells(xp[t], b, ah, c, h_full, y, t0 + t, lens, False, rec)
+            _gemm(gemm, h_full, W_hrT, hp)
+            commit(hp, h, y, t0 + t, lens)
+        else:
+            lstm_cells(xp[t], b, ah, c, h, y, t0 + t, lens, True, rec)
+
+
+@njit(**JIT)
+def gru_gemm_seq(gemm, xp, b, W_hhT, b_hn, h, y, t0, reverse, lens, rec):
+    """:func:`lstm_gemm_seq` for the GRU."""
+    T, N, G = xp.shape
+    ah = np.empty((N, G), y.dtype)  # (N, 3H)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        _gemm(gemm, h, W_hhT, ah)
+        gru_cells(xp[t], b, ah, b_hn, h, y, t0 + t, lens, rec)
+
+
+@njit(**JIT)
+def rnn_gemm_seq(gemm, xp, b, W_hhT, relu, h, y, t0, reverse, lens):
+    """:func:`lstm_gemm_seq` for the Elman RNN."""
+    T, N, G = xp.shape
+    ah = np.empty((N, G), y.dtype)  # (N, H)
+    for s in range(T):
+        t = T - 1 - s if reverse else s
+        _gemm(gemm, h, W_hhT, ah)
+        rnn_cells(xp[t], b, ah, relu, h, y, t0 + t, lens)
