@@ -13,13 +13,16 @@ def test_compile_reports_every_kernel(capsys):
     assert main(["compile", "--dtype", "float64"]) == 0
     out = capsys.readouterr().out
     assert "numba" in out and "cache:" in out
-    for name in ("lstm whole loop (float64)", "lstm-proj elementwise (float64)",
-                 "lstm-proj elementwise, traced (float64)", "gru whole loop, traced (float64)",
-                 "gru elementwise (float64)", "rnn whole loop (float64)"):
+    for name in ("lstm small batch (float64)", "lstm-proj GEMM schedule (float64)",
+                 "lstm-proj GEMM schedule, traced (float64)",
+                 "gru small batch, traced (float64)", "gru GEMM schedule (float64)",
+                 "rnn small batch (float64)"):
         assert name in out
     assert "float32" not in out.split("cache:")[1]
+    assert "10 kernels ready" in out  # seq and GEMM loops; float64; called and traced
     K = _numba.kernels()
-    for kernel in (K.lstm_seq, K.gru_seq, K.rnn_seq, K.lstm_cells, K.commit):
+    for kernel in (K.lstm_seq, K.gru_seq, K.rnn_seq, K.lstm_gemm_seq, K.gru_gemm_seq,
+                   K.rnn_gemm_seq):  # what a forward pass calls from Python
         assert any("float64" in str(sig[0])
                    for sig in kernel.signatures), kernel
 

@@ -457,10 +457,15 @@ def precompile(dtypes=(np.float32, np.float64)):
                                np.zeros((N, 2), dtype))[:len(layer.family.states)],
                               np.ones((2, N, 1), bool), False, record=record)
                 name = f"{cls.__name__.lower()}{'-proj' if kwargs else ''} " + (
-                    "whole loop" if N == 1 else "elementwise") + (
+                    "small batch" if N == 1 else "GEMM schedule") + (
                     ", traced" if record else "") + f" ({dtype.name})"
                 times[name] = time.perf_counter() - start
-    times["(kernels compiled)"] = sum(len(getattr(K, f).signatures) for f in (
-        "lstm_seq", "gru_seq", "rnn_seq", "lstm_cells", "gru_cells", "rnn_cells", "commit",
-        "lstm_gemm_seq", "gru_gemm_seq", "rnn_gemm_seq"))
+    entries = ("lstm_seq", "gru_seq", "rnn_seq") + (  # the kernels called from Python
+        ("lstm_gemm_seq", "gru_gemm_seq", "rnn_gemm_seq")
+        if all(blas_gemm(d) is not None for d in dtypes)
+        else ("lstm_cells", "gru_cells", "rnn_cells", "commit"))
+    names = [np.dtype(d).name for d in dtypes]  # only these dtypes' signatures
+    times["(kernels compiled)"] = sum(
+        any(name in str(sig) for name in names)
+        for f in entries for sig in getattr(K, f).signatures)
     return times

@@ -87,10 +87,12 @@ def runtime_info(threads):
                   f"({b.get('architecture')} kernel), {b.get('num_threads')} thread{'' if b.get('num_threads') == 1 else 's'}"
                   if b else f"NumPy {np.__version__}, BLAS unknown ({blas})")
     engine = _numba.engine()
+    large = ("one compiled loop calling NumPy's BLAS (cblas_sgemm) for the products"
+             if engine == "numba" and _numba.blas_gemm(np.float32) is not None else
+             "BLAS products through np.matmul + compiled elementwise")
     info = {"nplstm": f"engine {engine}" + (
         f" (numba {_version('numba')}: small batches one compiled loop, large batches "
-        "BLAS products + compiled elementwise, no threads of its own); " if engine == "numba"
-        else "; ") + numpy_blas}
+        f"{large}, no threads of its own); " if engine == "numba" else "; ") + numpy_blas}
     if engine == "numba":
         info["nplstm_numpy"] = "engine numpy; " + numpy_blas
     torch = _optional("torch")
