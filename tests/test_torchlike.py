@@ -291,12 +291,15 @@ def test_inf_gives_torchs_nans_without_a_warning(kind, mode, monkeypatch):
     assert np.isnan(y).any()
 
 
-@pytest.mark.parametrize("make", [lambda: nplstm.LSTM(H_IN, H, peepholes=True),
-                                  lambda: nplstm.GRU(H_IN, H, linear_before_reset=False),
-                                  lambda: nplstm.RNN(H_IN, H, clip=3.0),
-                                  lambda: nplstm.LSTMCell(H_IN, H, input_forget=True)])
+@pytest.mark.parametrize("make", [lambda: nplstm.LSTM(H_IN, H, peepholes=True, seed=0),
+                                  lambda: nplstm.GRU(H_IN, H, linear_before_reset=False,
+                                                     seed=0),
+                                  lambda: nplstm.RNN(H_IN, H, clip=3.0, seed=0),
+                                  lambda: nplstm.LSTMCell(H_IN, H, input_forget=True, seed=0)])
 def test_inf_in_the_general_path_is_quiet_too(make):
-    """The options' general step (no torch twin): NaN where inf met -inf, no warning."""
+    """The options' general step (no torch twin): NaN where inf met -inf, no warning.
+    Seeded: inf − inf arises only in a row whose two weights share a sign (with
+    unseeded weights, 1 run in ~30 had none, and the clipped RNN no NaN at all)."""
     layer, x = make(), _inf_input(np.float64)
     assert getattr(layer, "engine", "numpy-general") == "numpy-general"
     with warnings.catch_warnings():
