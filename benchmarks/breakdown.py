@@ -1,12 +1,14 @@
 """Where a GEMM-bound forward pass spends its time, on the compiled engine.
 
-Runs the large-batch schedule of :mod:`nplstm._numba` (BLAS products, compiled
-elementwise work) step by step with a timer around each part, the same calls
-``layer(x)`` makes, and prints the share of each: the input projection (one
-BLAS product per chunk of steps), the recurrent product ``h @ W_hh.T`` (one BLAS
-product per step), the elementwise step (one compiled call per step: gates,
-activations, state update) and the rest (Python, allocation). The timers add
-~0.1 µs a step. float32, one BLAS thread.
+Runs the large-batch schedule of :mod:`nplstm._numba` step by step from Python
+with a timer around each part, the way its fallback loop (``_gemm_steps``) does:
+``np.matmul`` for the products, the very BLAS routine the compiled loop calls, and
+the compiled elementwise kernel, so the output equals ``layer(x)`` bit for bit.
+It prints the share of each part: the input projection (one BLAS product per chunk
+of steps), the recurrent product ``h @ W_hh.T`` (one BLAS product per step), the
+elementwise step (gates, activations, state update) and the rest (the Python
+between the calls, which the compiled loop does without). The timers add ~0.1 µs
+a step. float32, one BLAS thread.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/breakdown.py \
         --config 100,64,128 --config 100,64,512 --config 1000,16,256
