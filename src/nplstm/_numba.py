@@ -312,6 +312,9 @@ def _find_gemm(dtype):
 
 def _gemm_seq(K, family, cw, gemm, xp, state, y, reverse, lens, start, rec):
     """A large batch's chunk of steps in one compiled call (BLAS called inside)."""
+    if not state[0].flags.c_contiguous:  # BLAS is told h's rows are contiguous
+        _gemm_steps(K, family, cw, xp, state, y, reverse, lens, start, rec)  # (np.matmul)
+        return
     if family is cells.LSTM:
         K.lstm_gemm_seq(gemm, xp, cw.b, cw.W_hhT, cw.W_hrT, state[0], state[1], y, start,
                         reverse, lens, rec)
