@@ -385,11 +385,13 @@ def test_breakdown_script_needs_the_compiled_engine(monkeypatch, capsys):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("kind,kwargs", [
     ("lstm", {"num_layers": 2, "bidirectional": True}), ("lstm", {"proj_size": 3}),
-    ("gru", {"bidirectional": True}), ("rnn", {"nonlinearity": "relu", "num_layers": 2})])
+    ("lstm", {"proj_size": 1, "num_layers": 2}), ("gru", {"bidirectional": True}), ("rnn", {"nonlinearity": "relu", "num_layers": 2})])
 def test_blas_from_the_compiled_loop_equals_the_python_loop(kind, kwargs, dtype, monkeypatch):
     """The GEMM schedule's compiled loop calls NumPy's own BLAS routine: the same
     numbers, bit for bit, as the Python loop calling np.matmul (its fallback), for
-    calls with lengths, both directions, projections and traces."""
+    calls with lengths, both directions, projections and traces. proj_size 1 too:
+    there np.matmul's ``h_full @ W_hr.T`` is a matrix times a vector, which NumPy
+    hands to BLAS's GEMV, not its GEMM (different rounding)."""
     assert _numba.blas_gemm(dtype) is not None  # NumPy's wheels bundle OpenBLAS
     monkeypatch.setattr(_numba, "SMALL_BATCH", 0)
     monkeypatch.setattr(cells, "CHUNK_ELEMENTS", 200)  # a few chunks

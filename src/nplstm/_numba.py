@@ -312,7 +312,10 @@ def _find_gemm(dtype):
 
 def _gemm_seq(K, family, cw, gemm, xp, state, y, reverse, lens, start, rec):
     """A large batch's chunk of steps in one compiled call (BLAS called inside)."""
-    if not state[0].flags.c_contiguous:  # BLAS is told h's rows are contiguous
+    # BLAS is told h's rows are contiguous. proj_size 1: np.matmul's h_full @ W_hr.T
+    # (one column) is BLAS's GEMV, not GEMM, which rounds differently; the Python
+    # loop keeps the numbers np.matmul gives.
+    if not state[0].flags.c_contiguous or cw.W_hrT.shape[1] == 1:
         _gemm_steps(K, family, cw, xp, state, y, reverse, lens, start, rec)  # (np.matmul)
         return
     if family is cells.LSTM:
