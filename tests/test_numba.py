@@ -473,3 +473,35 @@ def test_states_of_any_layout_with_lengths(kind, layout, schedule):
         out, state = theirs(packed, to_torch_state(hx))
         out, _ = pad_packed_sequence(out, total_length=6)
     assert_close(got, (out, state), np.float32)
+
+
+def test_blas_gemm_takes_numpys_openblas_before_scipys(monkeypatch, tmp_path):
+    """SciPy's wheels bundle an OpenBLAS of their own (32-bit integers), which
+    threadpoolctl may list first (SciPy imported before nplstm): the routine found is
+    still NumPy's, even when every path contains "numpy" (a venv in a folder so named)."""
+    pytest.importorskip("scipy.linalg")
+    import os
+
+    import threadpoolctl
+
+    real = threadpoolctl.threadpool_info()
+    ours = [lib for lib in real if lib.get("internal_api") == "openblas"
+            and os.path.realpath(lib["filepath"]).startswith(
+                os.path.dirname(os.path.realpath(np.__file__)))]
+    theirs = [lib for lib in real if lib.get("internal_api") == "openblas"
+              and "scipy.libs" in lib["filepath"]]
+    if len(ours) != 1 or not theirs:
+        pytest.skip("needs NumPy's and SciPy's bundled OpenBLAS")
+    link = tmp_path / "numpy-env" / os.path.basename(theirs[0]["filepath"])
+    link.parent.mkdir()
+    link.symlink_to(theirs[0]["filepath"])
+    import ctypes
+
+    for listed in (ours, [dict(theirs[0], filepath=str(link))] + ours):
+        monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda listed=listed: listed)
+        monkeypatch.setattr(_numba, "_GEMM", {})
+        fn = _numba.blas_gemm(np.float32)
+        address = ctypes.cast(fn, ctypes.c_void_p).value
+        if listed is ours:
+            want = address  # the routine found when NumPy's library is the only one
+        assert address == want

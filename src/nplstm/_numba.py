@@ -284,7 +284,13 @@ def _find_gemm(dtype):
     except ImportError:
         return None
     libs = [lib for lib in threadpool_info() if lib.get("internal_api") == "openblas"]
-    libs.sort(key=lambda lib: "numpy" not in lib.get("filepath", ""))  # NumPy's first
+    home = os.path.dirname(os.path.realpath(np.__file__))  # .../numpy (its libs: numpy.libs)
+
+    def rank(lib):  # NumPy's own first: under NumPy's folder, else "numpy" in the path
+        path = os.path.realpath(lib.get("filepath", ""))
+        return 0 if path.startswith(home) else 1 if "numpy" in path else 2
+
+    libs.sort(key=rank)  # (a venv under a folder named "numpy..." must not make SciPy's first)
     char = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}.get(dtype)
     if char is None:
         return None
