@@ -1,5 +1,7 @@
 """``nplstm compile``: fills numba's cache for every kernel, or says what is missing."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -14,12 +16,16 @@ def test_compile_reports_every_kernel(capsys):
     out = capsys.readouterr().out
     assert "numba" in out and "cache:" in out
     for name in ("lstm small batch (float64)", "lstm-proj GEMM schedule (float64)",
+                 "lstm-proj1 GEMM schedule, traced (float64)",
                  "lstm-proj GEMM schedule, traced (float64)",
                  "gru small batch, traced (float64)", "gru GEMM schedule (float64)",
                  "rnn small batch (float64)"):
         assert name in out
     assert "float32" not in out.split("cache:")[1]
-    assert "10 kernels ready" in out  # seq and GEMM loops; float64; called and traced
+    # float64: 5 whole loops of small batches and 5 of the GEMM schedule (LSTM and GRU
+    # called and traced), and the Python loop's LSTM kernels (proj_size 1): 3; other
+    # tests in this process may have compiled more
+    assert int(re.search(r"(\d+) kernels ready", out).group(1)) >= 13
     K = _numba.kernels()
     for kernel in (K.lstm_seq, K.gru_seq, K.rnn_seq, K.lstm_gemm_seq, K.gru_gemm_seq,
                    K.rnn_gemm_seq):  # what a forward pass calls from Python

@@ -459,25 +459,28 @@ def precompile(dtypes=(np.float32, np.float64)):
                           "pip install 'nplstm[fast]'")
     K, times = kernels(), {}
     for dtype in map(np.dtype, dtypes):
-        for cls, kwargs in ((LSTM, {}), (LSTM, {"proj_size": 1}), (GRU, {}), (RNN, {})):
-            layer = cls(3, 2, dtype=dtype, **kwargs)
+        # proj_size 1 takes the GEMM schedule's Python loop (see _gemm_seq): its
+        # elementwise kernels are entries of their own in numba's cache
+        for cls, kwargs in ((LSTM, {}), (LSTM, {"proj_size": 2}), (LSTM, {"proj_size": 1}),
+                            (GRU, {}), (RNN, {})):
+            layer = cls(3, 3, dtype=dtype, **kwargs)
             for N, record in itertools.product((1, SMALL_BATCH + 1), (False, True)):
                 start = time.perf_counter()  # both schedules, called and traced
                 x = np.zeros((2, N, 3), dtype)
                 run_direction(layer.family, layer._weights()[0][0], x,
                               (np.zeros((N, layer.output_size), dtype),
-                               np.zeros((N, 2), dtype))[:len(layer.family.states)],
+                               np.zeros((N, 3), dtype))[:len(layer.family.states)],
                               np.ones((2, N, 1), bool), False, record=record)
-                name = f"{cls.__name__.lower()}{'-proj' if kwargs else ''} " + (
+                proj = kwargs.get("proj_size")
+                name = cls.__name__.lower() + {None: " ", 2: "-proj ", 1: "-proj1 "}[proj] + (
                     "small batch" if N == 1 else "GEMM schedule") + (
                     ", traced" if record else "") + f" ({dtype.name})"
                 times[name] = time.perf_counter() - start
-    entries = ("lstm_seq", "gru_seq", "rnn_seq") + (  # the kernels called from Python
-        ("lstm_gemm_seq", "gru_gemm_seq", "rnn_gemm_seq")
-        if all(blas_gemm(d) is not None for d in dtypes)
-        else ("lstm_cells", "gru_cells", "rnn_cells", "commit"))
+    entries = ("lstm_seq", "gru_seq", "rnn_seq", "lstm_cells", "commit") + (  # called
+        ("lstm_gemm_seq", "gru_gemm_seq", "rnn_gemm_seq")  # from Python
+        if all(blas_gemm(d) is not None for d in dtypes) else ("gru_cells", "rnn_cells"))
     names = [np.dtype(d).name for d in dtypes]  # only these dtypes' signatures
-    times["(kernels compiled)"] = sum(
-        any(name in str(sig) for name in names)
-        for f in entries for sig in getattr(K, f).signatures)
+    times["(kernels compiled)"] = sum(  # signatures a Python call takes (a compiled
+        any(name in str(sig) for name in names) and "Literal" not in str(sig)  # caller
+        for f in entries for sig in getattr(K, f).signatures)  # adds literal-typed ones)
     return times
