@@ -225,7 +225,7 @@ def run_direction(family, w, x, state, mask, reverse, final=None, y=None, record
             np.copyto(f, s)  # (N, H)
         gemm = blas_gemm(dtype)
     GH = cw.W_ihT.shape[1]
-    size = min(L, max(1, cells.CHUNK_ELEMENTS // (GH * N)))  # cells.chunk_steps
+    size = min(L, cells.chunk_steps(w, N))
     buf = np.empty((size * N, GH), dtype)  # the chunks' projections, one after another
     starts = range(0, L, size)
     for start in reversed(starts) if reverse else starts:
@@ -264,7 +264,6 @@ def blas_gemm(dtype):
     dtype = np.dtype(dtype)
     if dtype in _GEMM:
         return _GEMM[dtype]
-    fn = None
     try:
         fn = _find_gemm(dtype)
     except Exception:  # noqa: BLE001 (a BLAS we cannot use is no error: fall back)

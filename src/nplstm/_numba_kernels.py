@@ -237,6 +237,16 @@ def _add_bias(xp, b):
                 row[r] += b[r]
 
 
+@njit(inline="always", **JIT)
+def _inputs(x, xp, W_ihT, b):
+    """A chunk's input projection with its bias, ``(T, N, G*H)``: BLAS's product ``xp``
+    with the bias added in place, or, when ``xp`` is empty, ``x`` projected here."""
+    if xp.shape[0] == 0:
+        return _project(x, W_ihT, b)
+    _add_bias(xp, b)
+    return xp
+
+
 @njit(**JIT)
 def lstm_seq(x, xp, W_ihT, b, W_hhT, W_hrT, h0, c0, h, c, y, reverse, lens, t0, rec):
     """Whole LSTM time loop from ``h0 (N, H_out)``, ``c0 (N, H)`` (read only, and
@@ -247,10 +257,7 @@ def lstm_seq(x, xp, W_ihT, b, W_hhT, W_hrT, h0, c0, h, c, y, reverse, lens, t0, 
     ``W_hrT (H, proj)`` or empty; step t is ``t0 + t``; ``rec``: see :data:`RECORDED`."""
     h[:] = h0
     c[:] = c0
-    if xp.shape[0] == 0:
-        xp = _project(x, W_ihT, b)  # (T, N, G*H)
-    else:
-        _add_bias(xp, b)
+    xp = _inputs(x, xp, W_ihT, b)  # (T, N, G*H)
     T, N = xp.shape[0], xp.shape[1]
     G4 = W_hhT.shape[1]
     H = G4 // 4
@@ -294,10 +301,7 @@ def gru_seq(x, xp, W_ihT, b, W_hhT, b_hn, h0, h, y, reverse, lens, t0, rec):
     """Whole GRU time loop (PyTorch's form) from ``h0`` to ``h`` (``x``, ``xp``: as
     :func:`lstm_seq`); ``b_hn (H,)`` stays inside r ⊙ (...)."""
     h[:] = h0
-    if xp.shape[0] == 0:
-        xp = _project(x, W_ihT, b)  # (T, N, G*H)
-    else:
-        _add_bias(xp, b)
+    xp = _inputs(x, xp, W_ihT, b)  # (T, N, G*H)
     T, N = xp.shape[0], xp.shape[1]
     G3 = W_hhT.shape[1]
     H = G3 // 3
@@ -331,10 +335,7 @@ def rnn_seq(x, xp, W_ihT, b, W_hhT, relu, h0, h, y, reverse, lens, t0):
     """Whole Elman RNN time loop, h = tanh|relu(W_ih x + b + W_hh h), from ``h0`` to ``h``
     (``x``, ``xp``: as :func:`lstm_seq`)."""
     h[:] = h0
-    if xp.shape[0] == 0:
-        xp = _project(x, W_ihT, b)  # (T, N, G*H)
-    else:
-        _add_bias(xp, b)
+    xp = _inputs(x, xp, W_ihT, b)  # (T, N, G*H)
     T, N = xp.shape[0], xp.shape[1]
     H = W_hhT.shape[1]
     ah = np.empty((N, H), y.dtype)
